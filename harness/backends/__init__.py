@@ -1,0 +1,1 @@
+"""Generation backends, registered under the entry-point group `harness.backends`."""

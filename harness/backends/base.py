@@ -1,0 +1,52 @@
+"""The Backend protocol: batches of prompts in, raw generations out.
+
+The harness plans the batches (harness.run.plan_batches), each with its own seed, so a
+run's samples depend only on its settings, never on where an interrupted run stopped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from harness.config import Sampling
+
+
+@dataclass(frozen=True)
+class Request:
+    """`count` samples for one prompt, numbered from `first_id`."""
+
+    task_id: str
+    prompt: str
+    first_id: int
+    count: int
+
+
+@dataclass(frozen=True)
+class Batch:
+    seed: int
+    requests: tuple[Request, ...]
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    finish_reason: str  # "stop" (a stop sequence), "eos" or "length"
+
+
+class Backend(Protocol):
+    """A loaded model. Plugins take the RunConfig in their constructor."""
+
+    @property
+    def has_chat_template(self) -> bool: ...
+
+    def generate(
+        self, batches: Iterable[Batch], sampling: Sampling, stop: Sequence[str], chat: bool
+    ) -> Iterator[tuple[Batch, list[list[Generation]]]]:
+        """Yield each batch with, per request, its `count` generations, as batches finish."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """Versions, device and anything else that belongs in the run's manifest."""
+        ...

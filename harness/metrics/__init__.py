@@ -1,0 +1,1 @@
+"""Metrics computed from verdicts (pass@k) and, later, from text similarity."""

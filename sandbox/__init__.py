@@ -1,0 +1,1 @@
+"""Sandboxes that run untrusted generated code: the process backend, later Docker."""

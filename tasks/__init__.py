@@ -1,0 +1,1 @@
+"""Task plugins: datasets turned into prompts, and completions turned into programs."""

