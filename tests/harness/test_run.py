@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from harness.records import RESULTS, SAMPLES
 from sandbox.base import STATUSES
@@ -38,7 +39,8 @@ def test_run_writes_the_run_directory_contract(tiny_checkpoint, tmp_path):
     config = json.loads((out / "config.json").read_text())
     assert config["settings"]["n"] == 2 and config["settings"]["ks"] == [1, 2]
     manifest = config["manifest"]
-    assert manifest["generation"]["backend"] == "hf" and manifest["generation"]["device"] == "cpu"
+    expected_device = "cuda" if torch.cuda.is_available() else "cpu"  # --device auto
+    assert manifest["generation"]["backend"] == "hf" and manifest["generation"]["device"] == expected_device
     assert manifest["packages"]["torch"] and len(manifest["dataset_sha256"]) == 64
     assert len(manifest["prompt_template_sha256"]) == 64 and manifest["chat"] is False
 
