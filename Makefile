@@ -22,6 +22,8 @@ demo: install
 	$(PYTHON) -m harness.demo
 
 test: install
+	$(VENV)/bin/ruff check harness tasks sandbox tests
+	$(VENV)/bin/ruff format --check harness tasks sandbox tests
 	$(PYTHON) -m pytest
 
 clean:

@@ -53,14 +53,18 @@ def build_parser() -> argparse.ArgumentParser:
     sampling.add_argument("--backend", default=RunConfig.backend, help="generation backend (default: hf)")
     sampling.add_argument("--device", default=RunConfig.device, help="auto (cuda if available), cpu, cuda, cuda:1, ...")
     chat = sampling.add_mutually_exclusive_group()
-    chat.add_argument("--chat", dest="chat", action="store_true", default=None, help="wrap prompts in the chat template")
+    chat.add_argument(
+        "--chat", dest="chat", action="store_true", default=None, help="wrap prompts in the chat template"
+    )
     chat.add_argument("--no-chat", dest="chat", action="store_false", help="raw prompts even if a chat template exists")
     run.add_argument("--limit", type=int, help="only the first N problems")
     run.add_argument("--task-ids", type=lambda s: tuple(t for t in s.split(",") if t), help="comma-separated subset")
     run.set_defaults(handler=_run_or_evaluate, command="run")
 
     evaluate = commands.add_parser("evaluate", help="score a file of completions")
-    evaluate.add_argument("--samples", required=True, help='JSONL of {"task_id", "completion"} or {"task_id", "solution"}')
+    evaluate.add_argument(
+        "--samples", required=True, help='JSONL of {"task_id", "completion"} or {"task_id", "solution"}'
+    )
     _common(evaluate)
     evaluate.set_defaults(handler=_run_or_evaluate, command="evaluate")
 
@@ -95,10 +99,26 @@ def _config(args: argparse.Namespace) -> RunConfig:
     common = dict(command=args.command, task=args.task, ks=ks, sandbox=args.sandbox, workers=args.workers, out=args.out)
     if args.command == "evaluate":
         return RunConfig(samples=args.samples, **common)
-    sampling = Sampling(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
-                        repetition_penalty=args.repetition_penalty, max_new_tokens=args.max_new_tokens, seed=args.seed)
-    return RunConfig(model=args.model, n=args.n, backend=args.backend, sampling=sampling, batch_size=args.batch_size,
-                     limit=args.limit, task_ids=args.task_ids, device=args.device, chat=args.chat, **common)
+    sampling = Sampling(
+        temperature=args.temperature,
+        top_p=args.top_p,
+        top_k=args.top_k,
+        repetition_penalty=args.repetition_penalty,
+        max_new_tokens=args.max_new_tokens,
+        seed=args.seed,
+    )
+    return RunConfig(
+        model=args.model,
+        n=args.n,
+        backend=args.backend,
+        sampling=sampling,
+        batch_size=args.batch_size,
+        limit=args.limit,
+        task_ids=args.task_ids,
+        device=args.device,
+        chat=args.chat,
+        **common,
+    )
 
 
 def _list_tasks(args: argparse.Namespace) -> int:

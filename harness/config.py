@@ -101,7 +101,7 @@ class RunConfig:
 
 
 def parse_ks(text: str) -> tuple[int, ...]:
-    """"1,10,100" -> (1, 10, 100)."""
+    """ "1,10,100" -> (1, 10, 100)."""
     try:
         ks = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
     except ValueError:

@@ -31,17 +31,30 @@ def build_tiny_checkpoint(out: str | Path, chat_template: str | None = None, see
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=1024, special_tokens=specials,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=1024,
+        special_tokens=specials,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     bpe.train_from_iterator(_local_text(), trainer=trainer)
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, pad_token="<pad>", bos_token="<s>", eos_token="</s>")
     if chat_template:
         tokenizer.chat_template = chat_template
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-                         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=True,
+    )
     LlamaForCausalLM(config).save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
@@ -72,13 +85,43 @@ def main() -> None:
         print(f"building a tiny checkpoint in {checkpoint} (once)", flush=True)
         build_tiny_checkpoint(checkpoint)
     shutil.rmtree(DEMO / "runs", ignore_errors=True)
-    _step("generate with the tiny model on the first 10 HumanEval problems, then score",
-          ["run", "--model", str(checkpoint), "--task", "humaneval", "--limit", "10", "--n", "4", "--k", "1,2,4",
-           "--temperature", "0.8", "--max-new-tokens", "64", "--out", str(DEMO / "runs" / "tiny-model")])
+    _step(
+        "generate with the tiny model on the first 10 HumanEval problems, then score",
+        [
+            "run",
+            "--model",
+            str(checkpoint),
+            "--task",
+            "humaneval",
+            "--limit",
+            "10",
+            "--n",
+            "4",
+            "--k",
+            "1,2,4",
+            "--temperature",
+            "0.8",
+            "--max-new-tokens",
+            "64",
+            "--out",
+            str(DEMO / "runs" / "tiny-model"),
+        ],
+    )
     samples = write_canonical_samples(DEMO / "canonical_samples.jsonl")
-    _step("score HumanEval's canonical solutions (all 164 must pass)",
-          ["evaluate", "--task", "humaneval", "--samples", str(samples), "--k", "1",
-           "--out", str(DEMO / "runs" / "canonical")])
+    _step(
+        "score HumanEval's canonical solutions (all 164 must pass)",
+        [
+            "evaluate",
+            "--task",
+            "humaneval",
+            "--samples",
+            str(samples),
+            "--k",
+            "1",
+            "--out",
+            str(DEMO / "runs" / "canonical"),
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ from harness.samples import read_samples_file
 from sandbox.base import SANDBOX_ERROR
 from tasks.base import Completion, Problem, Task
 
-
 DEFAULT_KS = (1, 10, 100)  # what `evaluate` reports when --k is not given, where n allows
 
 
@@ -67,10 +66,14 @@ def select(problems: dict[str, Problem], limit: int | None, task_ids: Sequence[s
 def _check_known(task_ids: Sequence[str], problems: dict[str, Problem]) -> None:
     unknown = [t for t in task_ids if t not in problems]
     if unknown:
-        raise UsageError(f"unknown task_id {unknown[0]!r} (this task has {len(problems)} problems, e.g. {next(iter(problems))!r})")
+        raise UsageError(
+            f"unknown task_id {unknown[0]!r} (this task has {len(problems)} problems, e.g. {next(iter(problems))!r})"
+        )
 
 
-def plan_batches(problems: Sequence[Problem], prompts: Sequence[str], n: int, batch_size: int, seed: int) -> list[Batch]:
+def plan_batches(
+    problems: Sequence[Problem], prompts: Sequence[str], n: int, batch_size: int, seed: int
+) -> list[Batch]:
     """Split the whole run into batches of at most `batch_size` sequences, each with a seed.
 
     The plan depends only on the settings, so a resumed run regenerates an unfinished batch
@@ -102,7 +105,9 @@ def generate(config: RunConfig, task: Task, problems: list[Problem], rundir: Run
     rundir.write_config(config.settings(), manifest(config, task, problems, chat, backend.describe()))
     prompts = [task.prompt(p, chat) for p in problems]
     plan = plan_batches(problems, prompts, config.n, config.batch_size, config.sampling.seed)
-    pending = [b for b in plan if any((r.task_id, r.first_id + i) not in done for r in b.requests for i in range(r.count))]
+    pending = [
+        b for b in plan if any((r.task_id, r.first_id + i) not in done for r in b.requests for i in range(r.count))
+    ]
     by_id = {p.task_id: p for p in problems}
     stop = () if chat else task.stop
     with rundir.appender(SAMPLES) as out, tqdm(total=total, initial=len(done), desc="generate", unit="sample") as bar:
@@ -114,8 +119,16 @@ def generate(config: RunConfig, task: Task, problems: list[Problem], rundir: Run
                         continue
                     text, full = task.postprocess(by_id[request.task_id], generation.text, chat)
                     field = "solution" if full else "completion"
-                    out.write({"task_id": key[0], "completion_id": key[1], "prompt": request.prompt,
-                               field: text, "raw": generation.text, "finish_reason": generation.finish_reason})
+                    out.write(
+                        {
+                            "task_id": key[0],
+                            "completion_id": key[1],
+                            "prompt": request.prompt,
+                            field: text,
+                            "raw": generation.text,
+                            "finish_reason": generation.finish_reason,
+                        }
+                    )
                     bar.update()
 
 
@@ -124,17 +137,20 @@ def import_samples(config: RunConfig, task: Task, problems: dict[str, Problem], 
     rows, digest = read_samples_file(config.samples)
     counts = Counter(row["task_id"] for row in rows)
     _check_known(list(counts), problems)
-    if config.ks and max(config.ks) > min(counts.values()):
-        fewest = min(counts, key=counts.get)
-        raise UsageError(f"pass@{max(config.ks)} needs {max(config.ks)} samples per problem, but {config.samples} has {counts[fewest]} for {fewest}")
+    fewest = min(counts, key=counts.__getitem__)
+    if config.ks and max(config.ks) > counts[fewest]:
+        k = max(config.ks)
+        have = f"{config.samples} has {counts[fewest]} for {fewest}"
+        raise UsageError(f"pass@{k} needs {k} samples per problem, but {have}")
     settings = {**config.settings(), "samples_sha256": digest}
     rundir.check_settings(settings)
     selected = [problems[t] for t in problems if t in counts]
     if not (rundir.path / SAMPLES).exists():
         rundir.write_config(settings, manifest(config, task, selected, False, {"backend": None}))
-        numbered = Counter()
+        numbered: Counter[str] = Counter()
         for row in rows:
             row["completion_id"] = numbered[row["task_id"]]
+            row["prompt"] = problems[row["task_id"]].prompt
             numbered[row["task_id"]] += 1
         with rundir.appender(SAMPLES + ".tmp") as out:
             for row in rows:
@@ -154,24 +170,43 @@ def execute(config: RunConfig, task: Task, problems: list[Problem], rundir: RunD
     failures = 0
     sandbox = registry.sandboxes.get(config.sandbox)(workers=config.workers)
     total = len(todo) + len(done)
-    with sandbox, rundir.appender(RESULTS) as out, tqdm(total=total, initial=len(done), desc="execute", unit="program") as bar:
+    with (
+        sandbox,
+        rundir.appender(RESULTS) as out,
+        tqdm(total=total, initial=len(done), desc="execute", unit="program") as bar,
+    ):
         for index, verdict in sandbox.run_batch(programs):
             bar.update()
             if verdict.status == SANDBOX_ERROR:
                 failures += 1  # not recorded: the model is not to blame, and a re-run retries it
                 continue
             row = todo[index]
-            out.write({"task_id": row["task_id"], "completion_id": row["completion_id"], "passed": verdict.passed,
-                       "status": verdict.status, "detail": verdict.detail, "duration_s": round(verdict.duration_s, 4)})
+            out.write(
+                {
+                    "task_id": row["task_id"],
+                    "completion_id": row["completion_id"],
+                    "passed": verdict.passed,
+                    "status": verdict.status,
+                    "detail": verdict.detail,
+                    "duration_s": round(verdict.duration_s, 4),
+                }
+            )
     if failures:
-        raise IncompleteRun(f"{failures} programs could not be executed (sandbox_error); run the same command again to retry them")
+        raise IncompleteRun(
+            f"{failures} programs could not be executed (sandbox_error); run the same command again to retry them"
+        )
 
 
 def completion(row: dict[str, Any]) -> Completion:
     full = "solution" in row
-    return Completion(task_id=row["task_id"], completion_id=row["completion_id"],
-                      text=row["solution"] if full else row["completion"], full_program=full,
-                      raw=row.get("raw", ""), finish_reason=row.get("finish_reason", ""))
+    return Completion(
+        task_id=row["task_id"],
+        completion_id=row["completion_id"],
+        text=row["solution"] if full else row["completion"],
+        full_program=full,
+        raw=row.get("raw", ""),
+        finish_reason=row.get("finish_reason", ""),
+    )
 
 
 def score(config: RunConfig, problems: list[Problem], rundir: RunDirectory) -> dict[str, Any]:
@@ -198,7 +233,9 @@ def score(config: RunConfig, problems: list[Problem], rundir: RunDirectory) -> d
     return record
 
 
-def manifest(config: RunConfig, task: Task, problems: list[Problem], chat: bool, backend: dict[str, Any]) -> dict[str, Any]:
+def manifest(
+    config: RunConfig, task: Task, problems: list[Problem], chat: bool, backend: dict[str, Any]
+) -> dict[str, Any]:
     """What a reader needs to reproduce or compare the run."""
     data = json.dumps([p.__dict__ for p in problems], sort_keys=True, default=str)
     placeholder = Problem(task_id="{task_id}", prompt="{prompt}", entry_point="{entry_point}")

@@ -16,7 +16,8 @@ Each execution:
 
 Not here yet (design.md; a later hardening issue): pid/mount/net/ipc/uts namespaces, a
 read-only root, an unprivileged uid, no_new_privs, seccomp, a fork server. Until then a program
-runs with the harness's uid and network: as root it could leave its cgroup or signal the harness.
+runs with the harness's uid and network: it can signal the harness (os.kill(os.getppid(), 9)),
+read what that uid can read, and, as root, move itself out of its cgroup.
 """
 
 from __future__ import annotations
@@ -40,30 +41,16 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from .base import (
-    CRASHED, ERROR, FAILED, MEMORY, PASSED, SANDBOX_ERROR, SYNTAX_ERROR, TIMEOUT,
-    Limits, Program, Verdict,
-)
+from .base import CRASHED, ERROR, FAILED, MEMORY, PASSED, SANDBOX_ERROR, SYNTAX_ERROR, TIMEOUT, Limits, Program, Verdict
+from .cgroups import MB, OWNER, WITHOUT, Cgroup, Cgroups, stale_dirs
 
 log = logging.getLogger("sandbox")
 
 RUNNER = Path(__file__).with_name("runner.py")
-MB = 1024 * 1024
 REPORT_CAP = 64 * 1024  # bytes read from the result pipe; a record is well under 1 KB
 OPEN_FILES = 64
 RUNNER_STATUSES = frozenset({PASSED, FAILED, ERROR, SYNTAX_ERROR, MEMORY})
-CGROUP_ROOT = Path("/sys/fs/cgroup")
-
-# What is lost when a cgroup controller cannot be had, for the one warning per process.
-_WITHOUT = {
-    "pids": "the process count falls back to RLIMIT_NPROC (which counts all processes of the "
-    "user and does not bind for root), and processes that leave the process group (setsid, "
-    "double fork) can outlive their execution",
-    "memory": "memory falls back to per-process RLIMIT_AS (a program that forks gets memory_mb "
-    "per process), and out-of-memory kills are reported as crashed",
-}
 _warned = threading.Event()
-_exec_ids = itertools.count()
 
 
 class _StartFailure(Exception):
@@ -75,7 +62,8 @@ class ProcessSandbox:
 
     def __init__(self, workers: int | None = None) -> None:
         self._workers = max(1, workers or os.cpu_count() or 1)
-        self._cgroups = _Cgroups()
+        self._cgroups = Cgroups()
+        _remove_stale_scratch()
         self._live = _Live()
         self._executor: cf.ThreadPoolExecutor | None = None
         self._closed = False
@@ -83,8 +71,7 @@ class ProcessSandbox:
             _warned.set()
             log.warning(
                 "process sandbox degraded: no %s",
-                "; no ".join(f"{name} cgroup ({why}): {_WITHOUT[name]}"
-                             for name, why in self._cgroups.missing.items()),
+                "; no ".join(f"{name} cgroup ({why}): {WITHOUT[name]}" for name, why in self._cgroups.missing.items()),
             )
 
     @property
@@ -127,9 +114,7 @@ class ProcessSandbox:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _run_parallel(
-        self, programs: Sequence[Program], cancel: threading.Event
-    ) -> Iterator[tuple[int, Verdict]]:
+    def _run_parallel(self, programs: Sequence[Program], cancel: threading.Event) -> Iterator[tuple[int, Verdict]]:
         """Run on the workers, keeping only a few executions queued (results are not hoarded)."""
         if self._executor is None:
             self._executor = cf.ThreadPoolExecutor(self._workers, thread_name_prefix="sandbox")
@@ -170,12 +155,12 @@ class ProcessSandbox:
 class _Execution:
     """One program in one fresh process: start, wait, clean up, judge."""
 
-    def __init__(self, program: Program, cgroups: _Cgroups, live: _Live, cancel: threading.Event):
+    def __init__(self, program: Program, cgroups: Cgroups, live: _Live, cancel: threading.Event):
         self.program, self.limits = program, program.limits
         self.cgroups, self.live, self.cancel = cgroups, live, cancel
         self.nonce = secrets.token_hex(16)
         self.proc: subprocess.Popen[bytes] | None = None
-        self.cgroup: _Cgroup | None = None
+        self.cgroup: Cgroup | None = None
         self.scratch = ""
         self.read_fd = -1
         self.report = b""
@@ -195,14 +180,19 @@ class _Execution:
         return self._judge(timed_out)
 
     def _start(self) -> None:
-        self.scratch = tempfile.mkdtemp(prefix="sandbox-")  # mode 0700
+        self.scratch = tempfile.mkdtemp(prefix=f"sandbox-{OWNER}{os.getpid()}-")  # mode 0700
         self.cgroup = self.cgroups.create(self.limits)
         self.read_fd, write_fd = os.pipe()
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-I", "-S", "-B", str(RUNNER), str(write_fd)],
-                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                pass_fds=(write_fd,), env={}, cwd=self.scratch, start_new_session=True,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                pass_fds=(write_fd,),
+                env={},
+                cwd=self.scratch,
+                start_new_session=True,
             )
         finally:
             os.close(write_fd)  # our copy would keep the pipe open after the child is gone
@@ -247,7 +237,11 @@ class _Execution:
             except OSError:
                 pass
         if self.proc.returncode is None:
-            _, status, usage = os.wait4(self.proc.pid, 0)
+            try:
+                _, status, usage = os.wait4(self.proc.pid, 0)
+            except ChildProcessError:  # reaped by someone else: Popen's convention
+                self.proc.returncode = 0
+                return
             self.proc.returncode = os.waitstatus_to_exitcode(status)
             self.cpu_s = usage.ru_utime + usage.ru_stime
 
@@ -350,9 +344,7 @@ def _unreported(returncode: int, cpu_s: float | None, oom: bool, limits: Limits)
         return CRASHED, f"exited with code {returncode} without reporting"
     number = -returncode
     cpu_limit = math.ceil(limits.timeout_s) + 1
-    if number == signal.SIGXCPU or (
-        number == signal.SIGKILL and cpu_s is not None and cpu_s >= cpu_limit
-    ):
+    if number == signal.SIGXCPU or (number == signal.SIGKILL and cpu_s is not None and cpu_s >= cpu_limit):
         return TIMEOUT, f"CPU time limit of {cpu_limit}s"
     try:
         return CRASHED, signal.Signals(number).name
@@ -396,147 +388,6 @@ class _Live:
                     execution.kill()
 
 
-class _Cgroups:
-    """Parents of the per-execution cgroups, nested in this process's own cgroups:
-    <own cgroup>/harness-sandbox-<pid>/<execution>, one per controller in v1, one in v2."""
-
-    def __init__(self) -> None:
-        self.v2 = (CGROUP_ROOT / "cgroup.controllers").exists()
-        self.parents: dict[str, Path] = {}  # controller -> parent directory
-        self.missing: dict[str, str] = {}  # controller -> why it is missing
-        for controller in ("pids", "memory"):
-            try:
-                self.parents[controller] = self._make_parent(controller)
-                self._probe(controller)
-            except OSError as exc:
-                self.missing[controller] = f"{type(exc).__name__}: {exc.strerror or exc}"
-                parent = self.parents.pop(controller, None)
-                if parent is not None and parent not in self.parents.values():
-                    _rmdir_quietly(parent)
-
-    def _make_parent(self, controller: str) -> Path:
-        mount = CGROUP_ROOT if self.v2 else CGROUP_ROOT / controller
-        own = mount / _own_cgroup(controller, self.v2).lstrip("/")
-        base = own if own.is_dir() else mount  # a container may show its cgroup as the root
-        parent = base / f"harness-sandbox-{os.getpid()}"
-        if self.v2:  # the controller must be enabled on the way down
-            (base / "cgroup.subtree_control").write_text(f"+{controller}")
-        parent.mkdir(exist_ok=True)
-        if self.v2:
-            (parent / "cgroup.subtree_control").write_text(f"+{controller}")
-        return parent
-
-    def _probe(self, controller: str) -> None:
-        """Fail now, not at every execution, where limits cannot be written."""
-        cgroup = self.create(Limits())
-        assert cgroup is not None
-        cgroup.remove()
-
-    def create(self, limits: Limits) -> _Cgroup | None:
-        """A fresh cgroup (a directory per v1 controller) with this execution's limits."""
-        if not self.parents:
-            return None
-        name = f"x{next(_exec_ids)}-{secrets.token_hex(4)}"
-        dirs = sorted({parent / name for parent in self.parents.values()})
-        cgroup = _Cgroup(dirs, pids="pids" in self.parents, v2=self.v2)
-        try:
-            for directory in dirs:
-                directory.mkdir()
-            if "pids" in self.parents:
-                _write(self.parents["pids"] / name / "pids.max", limits.max_processes)
-            if "memory" in self.parents:
-                memory, limit = self.parents["memory"] / name, limits.memory_mb * MB
-                _write(memory / ("memory.max" if self.v2 else "memory.limit_in_bytes"), limit)
-                try:  # no swapping around the limit, where swap accounting exists
-                    _write(memory / ("memory.swap.max" if self.v2 else "memory.memsw.limit_in_bytes"),
-                           0 if self.v2 else limit)
-                except OSError:
-                    pass
-        except BaseException:
-            cgroup.remove()
-            raise
-        return cgroup
-
-    def close(self) -> None:
-        for parent in set(self.parents.values()):
-            _rmdir_quietly(parent)  # fails while another sandbox in this process uses it
-
-
-class _Cgroup:
-    """The cgroup directories of one execution."""
-
-    def __init__(self, dirs: list[Path], pids: bool, v2: bool) -> None:
-        self.dirs, self.pids, self.v2 = dirs, pids, v2
-
-    def join(self, pid: int) -> None:
-        for directory in self.dirs:
-            _write(directory / "cgroup.procs", pid)
-
-    def kill(self) -> None:
-        """SIGKILL every member until none is left (members may be forking meanwhile)."""
-        kill_file = self.dirs[0] / "cgroup.kill"  # v2, Linux 5.14+
-        if self.v2 and kill_file.exists():
-            _write(kill_file, 1)
-        for _ in range(1000):
-            try:
-                members = (self.dirs[0] / "cgroup.procs").read_text().split()
-            except OSError:
-                return
-            if not members:
-                return
-            for pid in members:
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.001)
-
-    def oom_killed(self) -> bool:
-        """Whether the kernel's out-of-memory killer killed a member."""
-        for directory in self.dirs:
-            for name in ("memory.events", "memory.oom_control"):
-                try:
-                    lines = (directory / name).read_text().splitlines()
-                except OSError:
-                    continue
-                for line in lines:
-                    key, _, value = line.partition(" ")
-                    if key == "oom_kill" and value.strip() not in ("", "0"):
-                        return True
-        return False
-
-    def remove(self) -> None:
-        """Remove the directories; members that are still exiting may take a moment."""
-        for directory in self.dirs:
-            for attempt in range(200):
-                try:
-                    directory.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    if attempt % 20 == 19:
-                        self.kill()
-                    time.sleep(0.005)
-            else:
-                log.warning("could not remove cgroup %s", directory)
-
-
-def _own_cgroup(controller: str, v2: bool) -> str:
-    """This process's cgroup path for `controller`, from /proc/self/cgroup."""
-    for line in Path("/proc/self/cgroup").read_text().splitlines():
-        number, controllers, path = line.split(":", 2)
-        if (v2 and number == "0") or (not v2 and controller in controllers.split(",")):
-            return path
-    raise FileNotFoundError(f"no {controller} cgroup in /proc/self/cgroup")
-
-
-def _write(path: Path, value: object) -> None:
-    path.write_text(str(value))
-
-
-def _rmdir_quietly(path: Path) -> None:
-    try:
-        path.rmdir()
-    except OSError:
-        pass
+def _remove_stale_scratch() -> None:
+    for scratch in stale_dirs(Path(tempfile.gettempdir()), "sandbox-"):
+        _remove_tree(str(scratch))

@@ -36,7 +36,4 @@ def defines_function(code: str, name: str) -> bool:
         tree = ast.parse(code)
     except SyntaxError:
         return False
-    return any(
-        isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name
-        for node in tree.body
-    )
+    return any(isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name for node in tree.body)

@@ -17,8 +17,9 @@ def harness(*argv: object) -> int:
 
 def harness_subprocess(*argv: object, **kwargs) -> subprocess.CompletedProcess[str]:
     """Run the CLI as a user would, in its own process."""
-    return subprocess.run([sys.executable, "-m", "harness.cli", *map(str, argv)],
-                          capture_output=True, text=True, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *map(str, argv)], capture_output=True, text=True, **kwargs
+    )
 
 
 def read_jsonl(path: Path) -> list[dict]:

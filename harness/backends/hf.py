@@ -69,7 +69,9 @@ class HFBackend:
             yield batch, self._generate_batch(batch, sampling, stop, chat)
 
     @torch.inference_mode()
-    def _generate_batch(self, batch: Batch, sampling: Sampling, stop: Sequence[str], chat: bool) -> list[list[Generation]]:
+    def _generate_batch(
+        self, batch: Batch, sampling: Sampling, stop: Sequence[str], chat: bool
+    ) -> list[list[Generation]]:
         texts = [self._render(request.prompt, chat) for request in batch.requests]
         encoded = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not chat)
         counts = torch.tensor([request.count for request in batch.requests])
@@ -78,7 +80,9 @@ class HFBackend:
         try:
             output = self.model.generate(**inputs, **self._generate_kwargs(sampling, stop))
         except torch.OutOfMemoryError:
-            raise UsageError(f"out of memory generating {int(counts.sum())} sequences at once; lower --batch-size") from None
+            raise UsageError(
+                f"out of memory generating {int(counts.sum())} sequences at once; lower --batch-size"
+            ) from None
         new_tokens = output[:, inputs["input_ids"].shape[1] :]
         flat = [self._generation(tokens, stop) for tokens in new_tokens]
         grouped, start = [], 0
@@ -122,6 +126,10 @@ class HFBackend:
 def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        torch.device(device)
+    except RuntimeError:
+        raise UsageError(f"--device {device!r} is no device torch knows (try auto, cpu, cuda, cuda:1)") from None
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"--device {device}: no CUDA device is available here")
     return device
@@ -137,7 +145,9 @@ def _adapter_base(model: str) -> str | None:
     adapter_config = path / "adapter_config.json"
     if not adapter_config.exists():
         if path.is_dir() and not (path / "config.json").exists():
-            raise UsageError(f"{model} is neither a checkpoint (no config.json) nor an adapter (no adapter_config.json)")
+            raise UsageError(
+                f"{model} is neither a checkpoint (no config.json) nor an adapter (no adapter_config.json)"
+            )
         return None
     base = json.loads(adapter_config.read_text()).get("base_model_name_or_path")
     if not base:

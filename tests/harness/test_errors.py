@@ -35,8 +35,9 @@ def test_folder_that_is_no_checkpoint(capsys, tmp_path):
 
 def test_hub_id_fails_with_a_clear_message_when_the_hub_is_unreachable(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}  # same failure as here, without the client's retries
-    proc = harness_subprocess("run", "--model", "someone/no-such-model", "--task", "humaneval",
-                              "--out", tmp_path / "run", env=env)
+    proc = harness_subprocess(
+        "run", "--model", "someone/no-such-model", "--task", "humaneval", "--out", tmp_path / "run", env=env
+    )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "cannot load 'someone/no-such-model'" in proc.stderr.strip().splitlines()[-1]
@@ -62,8 +63,20 @@ def test_unknown_task_id_in_samples_is_named(capsys, tmp_path):
 
 
 def test_unknown_task_id_in_task_ids(capsys, tmp_path, tiny_checkpoint):
-    assert harness("run", "--model", tiny_checkpoint, "--task", "humaneval", "--task-ids", "HumanEval/1,Human/2",
-                   "--out", tmp_path / "run") == 2
+    assert (
+        harness(
+            "run",
+            "--model",
+            tiny_checkpoint,
+            "--task",
+            "humaneval",
+            "--task-ids",
+            "HumanEval/1,Human/2",
+            "--out",
+            tmp_path / "run",
+        )
+        == 2
+    )
     assert "unknown task_id 'Human/2'" in error_line(capsys)
 
 
@@ -107,3 +120,13 @@ def test_out_dir_with_other_settings_is_refused_and_left_intact(capsys, tmp_path
     assert "holds a run with other settings" in error_line(capsys)
     assert before == {name: (out / name).read_bytes() for name in before}
     assert json.loads(before["metrics.json"])["metrics"]["pass@1"] == 1.0
+
+
+def test_unknown_device(capsys, tmp_path, tiny_checkpoint):
+    assert (
+        harness(
+            "run", "--model", tiny_checkpoint, "--task", "humaneval", "--device", "warp9", "--out", tmp_path / "run"
+        )
+        == 2
+    )
+    assert "--device 'warp9' is no device torch knows" in error_line(capsys)

@@ -92,8 +92,25 @@ def test_lora_adapter_is_loaded_over_its_base(tiny_checkpoint, tmp_path):
 
 def test_chat_template_is_detected_and_can_be_turned_off(tiny_chat_checkpoint, tmp_path):
     for out, flag, chat in [("auto", [], True), ("off", ["--no-chat"], False)]:
-        assert harness("run", "--model", tiny_chat_checkpoint, "--task", "humaneval", "--limit", "1",
-                       "--temperature", "0", "--max-new-tokens", "16", "--out", tmp_path / out, *flag) == 0
+        assert (
+            harness(
+                "run",
+                "--model",
+                tiny_chat_checkpoint,
+                "--task",
+                "humaneval",
+                "--limit",
+                "1",
+                "--temperature",
+                "0",
+                "--max-new-tokens",
+                "16",
+                "--out",
+                tmp_path / out,
+                *flag,
+            )
+            == 0
+        )
         assert json.loads((tmp_path / out / "config.json").read_text())["manifest"]["chat"] is chat
         row = read_jsonl(tmp_path / out / SAMPLES)[0]
         assert ("Reply with the whole function" in row["prompt"]) is chat
@@ -129,8 +146,9 @@ def test_evalplus_solutions_and_wrong_solutions(tmp_path):
 
 
 def cli(*argv: object) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "harness.cli", *map(str, argv)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", *map(str, argv)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
 
 
 def kill_when(path: Path, rows: int, proc: subprocess.Popen, deadline_s: float = 120) -> int:
@@ -146,8 +164,25 @@ def kill_when(path: Path, rows: int, proc: subprocess.Popen, deadline_s: float =
 
 
 def test_generation_killed_with_sigkill_resumes_to_the_same_result(tiny_checkpoint, tmp_path):
-    flags = ["run", "--model", tiny_checkpoint, "--task", "humaneval", "--limit", "6", "--n", "4", "--k", "1,4",
-             "--batch-size", "2", "--max-new-tokens", "64", "--temperature", "0.8"]
+    flags = [
+        "run",
+        "--model",
+        tiny_checkpoint,
+        "--task",
+        "humaneval",
+        "--limit",
+        "6",
+        "--n",
+        "4",
+        "--k",
+        "1,4",
+        "--batch-size",
+        "2",
+        "--max-new-tokens",
+        "64",
+        "--temperature",
+        "0.8",
+    ]
     assert harness(*flags, "--out", tmp_path / "whole") == 0
     killed_at = kill_when(tmp_path / "resumed" / SAMPLES, 3, cli(*flags, "--out", tmp_path / "resumed"))
     assert killed_at < 24

@@ -8,6 +8,10 @@ machine down.
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -17,6 +21,8 @@ import pytest
 import sandbox.process as process
 from sandbox.base import Limits, Program, Verdict
 from sandbox.process import ProcessSandbox
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -256,8 +262,7 @@ def test_cgroups_are_removed(sandbox):
 
 def test_stopping_a_batch_early_kills_what_runs(sandbox, tmp_path):
     pid_file = tmp_path / "pid"  # outside the scratch directory: allowed for now
-    slow = Program(f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
-                   "time.sleep(60)")
+    slow = Program(f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(60)")
     batch = sandbox.run_batch([slow, Program("import time\ntime.sleep(0.5)")])
     assert next(batch)[0] == 1
     started = time.monotonic()
@@ -266,12 +271,36 @@ def test_stopping_a_batch_early_kills_what_runs(sandbox, tmp_path):
     assert is_dead(int(pid_file.read_text()))
 
 
+def test_leftovers_of_a_killed_harness_are_cleaned_up_by_the_next(sandbox, tmp_path):
+    needs_pids_cgroup(sandbox)
+    pid_file = tmp_path / "pid"  # outside the scratch directory: allowed for now
+    program = f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(60)"
+    script = (
+        f"from sandbox.base import Limits, Program\nfrom sandbox.process import ProcessSandbox\n"
+        f"list(ProcessSandbox(1).run_batch([Program({program!r}, Limits(timeout_s=60))]))"
+    )
+    harness = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": str(ROOT)})
+    deadline = time.monotonic() + 20
+    while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(harness.pid, signal.SIGKILL)
+    harness.wait()
+    program_pid = int(pid_file.read_text())
+    assert not is_dead(program_pid)  # a SIGKILLed harness cannot clean up after itself...
+    ProcessSandbox(1).close()  # ...the next sandbox to start does
+    assert is_dead(program_pid)
+    leftovers = [
+        *Path(tempfile.gettempdir()).glob(f"sandbox-*-{harness.pid}-*"),
+        *sandbox._cgroups.parents["pids"].parent.glob(f"harness-sandbox-*-{harness.pid}"),
+    ]
+    assert leftovers == []
+
+
 # --- batches ------------------------------------------------------------------------------------
 
 
 def test_many_programs_come_back_with_their_indices(sandbox):
-    programs = [Program(f"raise ValueError({i})" if i % 3 else f"assert {i} == {i}")
-                for i in range(50)]
+    programs = [Program(f"raise ValueError({i})" if i % 3 else f"assert {i} == {i}") for i in range(50)]
     verdicts = dict(sandbox.run_batch(programs))
     assert sorted(verdicts) == list(range(50))
     for i, verdict in verdicts.items():

@@ -22,7 +22,10 @@ def test_base_model_output_is_cut_at_the_next_top_level_statement():
 
 def test_chat_answer_with_the_whole_function_becomes_a_full_program():
     p = problem()
-    raw = "Here you go:\n```python\nfrom typing import List\n\ndef has_close_elements(numbers, threshold):\n    return False\n```\nDone."
+    raw = (
+        "Here you go:\n```python\nfrom typing import List\n\n"
+        "def has_close_elements(numbers, threshold):\n    return False\n```\nDone."
+    )
     text, full = HumanEval().postprocess(p, raw, chat=True)
     assert full and text.startswith("from typing import List") and text.endswith("return False\n")
 
