@@ -26,7 +26,8 @@ STATUSES = (PASSED, FAILED, ERROR, SYNTAX_ERROR, TIMEOUT, MEMORY, CRASHED, SANDB
 class Limits:
     """Resource limits for one execution."""
 
-    timeout_s: float = 10.0  # wall clock, enforced from outside
+    timeout_s: float = 10.0  # wall clock, enforced from outside: the backstop
+    cpu_time_s: float | None = None  # CPU seconds (None: timeout_s); tasks calibrate it per problem
     memory_mb: int = 1024
     max_processes: int = 32
     max_file_mb: int = 16
