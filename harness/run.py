@@ -6,6 +6,7 @@ so a crash loses nothing and a re-run with the same --out resumes where it stopp
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -21,12 +22,13 @@ from tqdm import tqdm
 import harness
 from harness import registry
 from harness.backends.base import Batch, Request
+from harness.calibration import calibrated_limits
 from harness.config import RunConfig
 from harness.errors import UsageError
 from harness.metrics.pass_at_k import mean_pass_at_k
 from harness.records import METRICS, RESULTS, SAMPLES, RunDirectory
 from harness.samples import read_samples_file
-from sandbox.base import SANDBOX_ERROR
+from sandbox.base import SANDBOX_ERROR, Program, Sandbox
 from tasks.base import Completion, Problem, Task
 
 DEFAULT_KS = (1, 10, 100)  # what `evaluate` reports when --k is not given, where n allows
@@ -166,14 +168,29 @@ def execute(config: RunConfig, task: Task, problems: list[Problem], rundir: RunD
     todo = [row for row in rundir.read_rows(SAMPLES) if (row["task_id"], row["completion_id"]) not in done]
     if not todo:
         return
-    programs = [task.program(by_id[row["task_id"]], completion(row)) for row in todo]
-    failures = 0
     sandbox = registry.sandboxes.get(config.sandbox)(workers=config.workers)
-    total = len(todo) + len(done)
+    with sandbox:
+        limits = calibrated_limits(task, problems, rundir, sandbox)
+        programs = [
+            dataclasses.replace(task.program(by_id[row["task_id"]], completion(row)), limits=limits[row["task_id"]])
+            for row in todo
+        ]
+        failures = _record_verdicts(programs, todo, len(done), sandbox, rundir)
+    if failures:
+        raise IncompleteRun(
+            f"{failures} programs could not be executed (sandbox_error); run the same command again to retry them"
+        )
+
+
+def _record_verdicts(
+    programs: list[Program], todo: list[dict[str, Any]], done: int, sandbox: Sandbox, rundir: RunDirectory
+) -> int:
+    """Append a results row per verdict; return how many programs the sandbox could not run."""
+    failures = 0
+    total = done + len(todo)
     with (
-        sandbox,
         rundir.appender(RESULTS) as out,
-        tqdm(total=total, initial=len(done), desc="execute", unit="program") as bar,
+        tqdm(total=total, initial=done, desc="execute", unit="program") as bar,
     ):
         for index, verdict in sandbox.run_batch(programs):
             bar.update()
@@ -191,10 +208,7 @@ def execute(config: RunConfig, task: Task, problems: list[Problem], rundir: RunD
                     "duration_s": round(verdict.duration_s, 4),
                 }
             )
-    if failures:
-        raise IncompleteRun(
-            f"{failures} programs could not be executed (sandbox_error); run the same command again to retry them"
-        )
+    return failures
 
 
 def completion(row: dict[str, Any]) -> Completion:

