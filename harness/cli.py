@@ -70,6 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     tasks = commands.add_parser("tasks", help="list the installed tasks")
     tasks.set_defaults(handler=_list_tasks)
+
+    sandbox = commands.add_parser("sandbox", help="inspect or prepare the sandboxes")
+    sandbox_commands = sandbox.add_subparsers(required=True, metavar="COMMAND", parser_class=_Parser)
+    check = sandbox_commands.add_parser("check", help="which protections this machine gives each execution")
+    check.add_argument("--sandbox", default=RunConfig.sandbox, help="process or docker (default: process)")
+    check.set_defaults(handler=_sandbox_check)
+    build = sandbox_commands.add_parser("build-image", help="build the docker sandbox's image (offline if need be)")
+    build.add_argument("--tag", help="image name (default: the one --sandbox docker uses)")
+    build.set_defaults(handler=_sandbox_build_image)
     return parser
 
 
@@ -119,6 +128,21 @@ def _config(args: argparse.Namespace) -> RunConfig:
         chat=args.chat,
         **common,
     )
+
+
+def _sandbox_check(args: argparse.Namespace) -> int:
+    from sandbox.check import check, format_check
+
+    print(format_check(check(args.sandbox)))
+    return 0
+
+
+def _sandbox_build_image(args: argparse.Namespace) -> int:
+    from sandbox.image.build import build_image
+
+    tag = build_image(args.tag) if args.tag else build_image()
+    print(f"built {tag}")
+    return 0
 
 
 def _list_tasks(args: argparse.Namespace) -> int:

