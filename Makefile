@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml Makefile
 	# torch is not pinned in pyproject.toml; without a GPU take the CPU build (2.13.0 lies on disk here).
 	if command -v nvidia-smi >/dev/null 2>&1; then $(PYTHON) -m pip install --quiet torch; \
 	else $(PYTHON) -m pip install --quiet torch==2.13.0; fi
-	$(PYTHON) -m pip install --quiet -e ".[hf,test]"
+	$(PYTHON) -m pip install --quiet -e ".[hf,test,bertscore]"
 	touch $(STAMP)
 
 demo: install

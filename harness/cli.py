@@ -84,14 +84,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", required=True, help="see `harness tasks`")
+    parser.add_argument("--data", help="local copy of the task's dataset: JSONL, JSON, Parquet, CSV or a saved dataset")
+    parser.add_argument("--split", help="split to evaluate (default: the task's, e.g. test)")
     parser.add_argument("--k", help="pass@k values, e.g. 1,10,100")
     parser.add_argument("--sandbox", default=RunConfig.sandbox, help="where programs run (default: process)")
-    parser.add_argument("--workers", type=int, help="programs run in parallel (default: the number of cores)")
+    parser.add_argument(
+        "--workers", type=int, help="programs run, and samples scored, in parallel (default: the number of cores)"
+    )
     parser.add_argument("--out", help="run directory (default: runs/<model>/<task>/<UTC time>); reuse it to resume")
+    parser.add_argument("--bertscore-model", help="local model folder for BERTScore (without it: not reported)")
 
 
 def _run_or_evaluate(args: argparse.Namespace) -> int:
-    from harness.run import IncompleteRun, run
+    from harness.execution import IncompleteRun
+    from harness.run import run
 
     config = _config(args).resolved()
     try:
@@ -105,7 +111,17 @@ def _run_or_evaluate(args: argparse.Namespace) -> int:
 
 def _config(args: argparse.Namespace) -> RunConfig:
     ks = parse_ks(args.k) if args.k is not None else None
-    common = dict(command=args.command, task=args.task, ks=ks, sandbox=args.sandbox, workers=args.workers, out=args.out)
+    common = dict(
+        command=args.command,
+        task=args.task,
+        data=args.data,
+        split=args.split,
+        ks=ks,
+        sandbox=args.sandbox,
+        workers=args.workers,
+        out=args.out,
+        bertscore_model=args.bertscore_model,
+    )
     if args.command == "evaluate":
         return RunConfig(samples=args.samples, **common)
     sampling = Sampling(

@@ -38,6 +38,8 @@ class RunConfig:
 
     command: str  # "run" (generate, then score) or "evaluate" (score a samples file)
     task: str
+    data: str | None = None  # a local copy of the task's dataset (None: the upstream one)
+    split: str | None = None  # the split to evaluate (None: the task's default)
     ks: tuple[int, ...] | None = None  # None: run reports pass@1; evaluate, each of 1, 10, 100 that n allows
     n: int | None = None  # samples per problem; None: the largest k (run only)
     model: str | None = None
@@ -52,6 +54,7 @@ class RunConfig:
     sandbox: str = "process"
     workers: int | None = None
     out: str | None = None
+    bertscore_model: str | None = None  # a local model folder for BERTScore (None: not reported)
 
     def resolved(self) -> RunConfig:
         """Validate, and fill in the defaults that depend on other settings."""

@@ -2,7 +2,7 @@
 
     config.json     resolved settings + environment manifest
     samples.jsonl   one row per completion
-    results.jsonl   one row per verdict
+    results.jsonl   one row per completion: its verdict (or NOT_EXECUTED) and sentence BLEU
     metrics.json    the scores
 
 Rows are appended and flushed one at a time, so a killed run (even kill -9) keeps every
@@ -20,11 +20,15 @@ from pathlib import Path
 from typing import IO, Any
 
 from harness.errors import UsageError
+from tasks.base import Completion
 
 CONFIG = "config.json"
 SAMPLES = "samples.jsonl"
 RESULTS = "results.jsonl"
 METRICS = "metrics.json"
+# The status of a results row whose problem is scored by similarity only: it has no tests, or
+# its task is not executed at all. Such a row has `detail` (the reason) and no `passed`.
+NOT_EXECUTED = "not_executed"
 
 
 class RunDirectory:
@@ -94,3 +98,16 @@ class RowWriter:
         # One write call per row, flushed at once, so a kill leaves at most one torn line.
         self._file.write(json.dumps(row, ensure_ascii=False) + "\n")
         self._file.flush()
+
+
+def completion(row: dict[str, Any]) -> Completion:
+    """The Completion a samples.jsonl row holds."""
+    full = "solution" in row
+    return Completion(
+        task_id=row["task_id"],
+        completion_id=row["completion_id"],
+        text=row["solution"] if full else row["completion"],
+        full_program=full,
+        raw=row.get("raw", ""),
+        finish_reason=row.get("finish_reason", ""),
+    )

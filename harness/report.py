@@ -1,27 +1,63 @@
-"""The summary table printed at the end of a run."""
+"""The summary tables printed at the end of a run."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from harness.records import NOT_EXECUTED
 from sandbox.base import STATUSES
 
 
 def results_table(record: dict[str, Any]) -> str:
-    """A small Markdown table of one run's metrics and verdict counts."""
-    solved = sum(1 for c in record["per_problem"].values() if c["correct"])
+    """Markdown tables of one run: its metrics and verdict counts, then its breakdown if any."""
     rows = [
         ("task", record["task"]),
         ("model", str(record["model"])),
         ("problems", str(record["problems"])),
         ("samples per problem", str(record["n"])),
     ]
-    rows += [(name, f"{value:.4f}") for name, value in record["metrics"].items()]
-    rows.append(("problems solved at least once", f"{solved}/{record['problems']}"))
+    executed = record.get("executed_problems", record["problems"])
+    if executed == 0:
+        rows.append(("executed against tests", "none (scored by similarity only)"))
+    elif executed != record["problems"]:
+        rows.append(("executed against tests", f"{executed} of {record['problems']} (the rest by similarity only)"))
+    rows += [(name, _value(name, value)) for name, value in record["metrics"].items()]
+    rows += [(name, f"unavailable: {reason}") for name, reason in record.get("unavailable", {}).items()]
+    if executed:
+        solved = sum(1 for c in record["per_problem"].values() if c.get("correct"))
+        rows.append(("problems solved at least once", f"{solved}/{executed}"))
     counts = record["status_counts"]
-    rows.append(("verdicts", ", ".join(f"{s} {counts[s]}" for s in STATUSES if s in counts) or "none"))
-    width = max(len(name) for name, _ in rows)
-    value_width = max(len(value) for _, value in rows)
-    lines = [f"| {'':<{width}} | {'result':<{value_width}} |", f"|{'-' * (width + 2)}|{'-' * (value_width + 2)}|"]
-    lines += [f"| {name:<{width}} | {value:<{value_width}} |" for name, value in rows]
+    order = [*STATUSES, NOT_EXECUTED]
+    rows.append(("verdicts", ", ".join(f"{s} {counts[s]}" for s in order if s in counts) or "none"))
+    tables = [_table(["", "result"], rows)]
+    for by, groups in record.get("breakdown", {}).items():
+        tables.append(_breakdown(by, groups))
+    return "\n\n".join(tables)
+
+
+def _breakdown(by: str, groups: dict[str, Any]) -> str:
+    # CodeBLEU's components stay in metrics.json: the table keeps to one screen.
+    names = list(dict.fromkeys(n for g in groups.values() for n in g["metrics"] if not n.startswith("codebleu_")))
+    header = [by, "problems", "executed", *names]
+    rows = [
+        (group, str(g["problems"]), str(g["executed_problems"]), *(_value(n, g["metrics"].get(n)) for n in names))
+        for group, g in groups.items()
+    ]
+    return _table(header, rows)
+
+
+def _value(name: str, value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.2f}" if name == "bleu" else f"{value:.4f}"  # BLEU is 0-100, the rest 0-1
+
+
+def _table(header: list[str], rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+    lines = [_line(header, widths), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    lines += [_line(row, widths) for row in rows]
     return "\n".join(lines)
+
+
+def _line(cells: tuple[str, ...] | list[str], widths: list[int]) -> str:
+    return "| " + " | ".join(f"{cell:<{width}}" for cell, width in zip(cells, widths)) + " |"

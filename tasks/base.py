@@ -39,13 +39,25 @@ class Completion:
 
 
 class Task:
-    """Base class of task plugins; subclasses set the class attributes and override load()."""
+    """Base class of task plugins; subclasses set the class attributes and override load().
+
+    A task is built with its data source: `data` a local copy of its dataset (None: the
+    upstream one) and `split` the split to evaluate (None: the task's default).
+    """
 
     name: ClassVar[str]
     description: ClassVar[str]  # one line, shown by `harness tasks`
+    # What the task is scored by: "pass@k" (execution against tests) and/or similarity to the
+    # reference ("bleu", "codebleu", "rouge_l", "exact_match", "bertscore").
     metrics: ClassVar[tuple[str, ...]] = ("pass@k",)
     stop: ClassVar[tuple[str, ...]] = ()  # generation stops at the first of these
     limits: ClassVar[Limits] = Limits()
+    breakdown: ClassVar[str | None] = None  # a metadata key to report the metrics by (e.g. "difficulty")
+    breakdown_order: ClassVar[tuple[str, ...]] = ()  # the order its values are reported in
+
+    def __init__(self, data: str | None = None, split: str | None = None) -> None:
+        self.data = data
+        self.split = split
 
     def load(self) -> list[Problem]:
         """All problems of the task's evaluation split, in a stable order."""
@@ -62,3 +74,21 @@ class Task:
     def program(self, problem: Problem, completion: Completion) -> Program:
         """The program whose clean run means the completion is correct."""
         raise NotImplementedError
+
+    def executes(self, problem: Problem) -> bool:
+        """Whether completions of `problem` run against tests (else they are scored by similarity only)."""
+        return "pass@k" in self.metrics and problem.tests is not None
+
+    def reference_completion(self, problem: Problem) -> Completion | None:
+        """The reference solution as a completion (it calibrates time limits and must pass)."""
+        if problem.reference is None:
+            return None
+        return Completion(problem.task_id, -1, problem.reference)
+
+    def reference_text(self, problem: Problem) -> str | None:
+        """What similarity metrics compare predictions with (None: the problem has no reference)."""
+        return problem.reference if problem.reference and problem.reference.strip() else None
+
+    def prediction_text(self, problem: Problem, completion: Completion) -> str:
+        """The part of a completion that similarity metrics compare with reference_text()."""
+        return completion.text

@@ -31,9 +31,27 @@ def first_code_block(text: str, language: str = "python") -> str | None:
 
 
 def defines_function(code: str, name: str) -> bool:
-    """Whether `code` parses and defines a top-level function `name`."""
+    """Whether `code` parses and defines a top-level function `name` (or a class: the entry
+    point of a LeetCode design problem)."""
     try:
         tree = ast.parse(code)
     except SyntaxError:
         return False
-    return any(isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name for node in tree.body)
+    definitions = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    return any(isinstance(node, definitions) and node.name == name for node in tree.body)
+
+
+def function_answer(raw: str, chat: bool, entry_point: str | None, stops: Iterable[str]) -> tuple[str, bool]:
+    """(text, full_program) of an answer to a "complete this function" prompt.
+
+    A base model continues the prompt: its output is cut at the first stop sequence. A chat
+    model's code block is a whole program when it defines `entry_point` (or when there is no
+    entry point to look for), else a body that continues the prompt.
+    """
+    if not chat:
+        return trim_at_stop(raw, stops), False
+    code = first_code_block(raw)
+    code = raw if code is None else code
+    if entry_point is None or defines_function(code, entry_point):
+        return code, True
+    return trim_at_stop(code, stops), False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -13,7 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.records import RESULTS, SAMPLES
+from harness import registry
+from harness.metrics import similarity
+from harness.metrics.bertscore import NO_MODEL
+from harness.records import NOT_EXECUTED, RESULTS, SAMPLES
 from sandbox.base import STATUSES
 from tasks.extract import trim_at_stop
 from tasks.humaneval import HumanEval
@@ -55,7 +59,9 @@ def test_run_writes_the_run_directory_contract(tiny_checkpoint, tmp_path):
     results = read_jsonl(out / RESULTS)
     assert by_key(results).keys() == by_key(samples).keys()
     assert all(r["status"] in STATUSES and r["passed"] == (r["status"] == "passed") for r in results)
-    assert set(metrics["metrics"]) == {"pass@1", "pass@2"}
+    assert all(0 <= r["bleu"] <= 100 for r in results)
+    assert set(metrics["metrics"]) == {"pass@1", "pass@2", *similarity.METRICS}
+    assert set(metrics["unavailable"]) == {"bertscore"}
     assert metrics["per_problem"]["HumanEval/0"]["n"] == 2
     assert sum(metrics["status_counts"].values()) == 6
 
@@ -125,7 +131,8 @@ def test_canonical_solutions_all_pass(tmp_path, capsys):
     samples = write_jsonl(tmp_path / "canonical.jsonl", canonical(HumanEval().load()))
     assert harness("evaluate", "--task", "humaneval", "--samples", samples, "--out", tmp_path / "run") == 0
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert metrics["problems"] == 164 and metrics["metrics"] == {"pass@1": 1.0}
+    assert metrics["problems"] == 164 and metrics["metrics"]["pass@1"] == 1.0
+    assert metrics["metrics"]["bleu"] == pytest.approx(100) and metrics["metrics"]["exact_match"] == 1.0
     assert metrics["status_counts"] == {"passed": 164}
     assert "| pass@1" in capsys.readouterr().out
 
@@ -142,7 +149,8 @@ def test_evalplus_solutions_and_wrong_solutions(tmp_path):
     assert results[(problems[0].task_id, 1)]["status"] == "syntax_error"
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     # Problem 0 has two samples, so only pass@1 is defined over all problems.
-    assert metrics["metrics"] == {"pass@1": pytest.approx((0.5 + 1 + 1) / 6)}
+    assert [m for m in metrics["metrics"] if m.startswith("pass@")] == ["pass@1"]
+    assert metrics["metrics"]["pass@1"] == pytest.approx((0.5 + 1 + 1) / 6)
 
 
 def cli(*argv: object) -> subprocess.Popen:
@@ -209,3 +217,108 @@ def test_execution_killed_with_sigkill_resumes_without_duplicates(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["status_counts"]["passed"] == 164
     assert metrics["per_problem"]["HumanEval/0"] == {"n": 2, "correct": 1}
+
+
+# --- LeetCode, CodeAlpaca and CodeSearchNet on the fixture files in tests/data -----------------
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+TASKS = {"leetcode": "leetcode.jsonl", "codealpaca": "codealpaca.jsonl", "codesearchnet": "codesearchnet.jsonl"}
+LEETCODE_NOT_EXECUTED = {
+    "LeetCode/5": "the statement accepts several answers",
+    "LeetCode/49": "the reference solution fails the problem's tests (failed: AssertionError: example 1)",
+    "LeetCode/146": "a class to design: its examples are sequences of method calls (not converted yet)",
+    "LeetCode/206": "takes or returns a linked list or a tree (not converted yet)",
+}
+
+
+def references(task: str, damage: bool = False) -> list[dict]:
+    """Each problem's reference as a sample; damage=True: in turns the reference itself, the
+    reference with a comment added (still correct) and the reference without its last line."""
+    problems = registry.tasks.get(task)(data=str(DATA / TASKS[task])).load()
+    rows = []
+    for index, problem in enumerate(problems):
+        text = problem.reference
+        if damage and index % 3 == 1:
+            text = text + "\n# the end\n"
+        elif damage and index % 3 == 2:
+            text = "\n".join(text.rstrip().splitlines()[:-1]) + "\n"
+        rows.append({"task_id": problem.task_id, "solution" if task != "codealpaca" else "completion": text})
+    return rows
+
+
+def evaluate_fixture(task: str, rows: list[dict], out: Path) -> dict:
+    samples = write_jsonl(out.with_suffix(".jsonl"), rows)
+    assert harness("evaluate", "--task", task, "--data", DATA / TASKS[task], "--samples", samples, "--out", out) == 0
+    return json.loads((out / "metrics.json").read_text())
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_references_against_themselves_score_the_maximum(task, tmp_path, capsys):
+    metrics = evaluate_fixture(task, references(task), tmp_path / "run")
+    values = metrics["metrics"]
+    assert values["bleu"] == pytest.approx(100) and values["codebleu"] == pytest.approx(1.0)
+    assert values["rouge_l"] == values["exact_match"] == 1.0
+    assert metrics["unavailable"] == {"bertscore": NO_MODEL}
+    results = read_jsonl(tmp_path / "run" / RESULTS)
+    assert len(results) == metrics["problems"] and all(r["bleu"] == 100 for r in results)
+    if task != "leetcode":
+        assert "pass@1" not in values and metrics["executed_problems"] == 0
+        assert {r["status"] for r in results} == {NOT_EXECUTED} and all("passed" not in r for r in results)
+        return
+    assert values["pass@1"] == 1.0 and metrics["executed_problems"] == 7 and metrics["problems"] == 11
+    assert metrics["not_executed"] == LEETCODE_NOT_EXECUTED
+    assert metrics["status_counts"] == {"passed": 7, NOT_EXECUTED: 4}
+    groups = metrics["breakdown"]["difficulty"]
+    assert {g: (v["problems"], v["executed_problems"]) for g, v in groups.items()} == {
+        "Easy": (3, 2),
+        "Medium": (6, 3),
+        "Hard": (2, 2),
+    }
+    assert all(v["metrics"]["pass@1"] == 1.0 and v["metrics"]["bleu"] == pytest.approx(100) for v in groups.values())
+    printed = capsys.readouterr().out
+    assert "| executed against tests" in printed and "| difficulty | problems | executed | pass@1" in printed
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_imperfect_predictions_score_strictly_between(task, tmp_path):
+    values = evaluate_fixture(task, references(task, damage=True), tmp_path / "run")["metrics"]
+    assert 0 < values["bleu"] < 100
+    for name in ("codebleu", "rouge_l", "exact_match") + (("pass@1",) if task == "leetcode" else ()):
+        assert 0 < values[name] < 1, name
+
+
+def test_a_killed_leetcode_evaluation_resumes_without_duplicates(tmp_path):
+    whole = evaluate_fixture("leetcode", references("leetcode", damage=True), tmp_path / "whole")
+    out = tmp_path / "resumed"
+    evaluate_fixture("leetcode", references("leetcode", damage=True), out)
+    kept = (out / RESULTS).read_text().splitlines(keepends=True)[:5]  # both kinds of row, as a kill leaves them
+    (out / RESULTS).write_text("".join(kept) + '{"task_id": "LeetCode/1", "compl')
+    (out / "metrics.json").unlink()
+    resumed = evaluate_fixture("leetcode", references("leetcode", damage=True), out)
+    assert len(by_key(read_jsonl(out / RESULTS))) == 11
+    assert resumed["metrics"] == whole["metrics"] and resumed["breakdown"] == whole["breakdown"]
+
+
+@pytest.mark.parametrize(
+    ("task", "flags", "problems"),
+    [
+        ("leetcode", ["--task-ids", "LeetCode/1,LeetCode/146,LeetCode/4"], 3),
+        ("codealpaca", ["--limit", "3"], 3),
+        ("codesearchnet", ["--limit", "2", "--n", "2", "--temperature", "0.8", "--k", "1,2"], 2),
+    ],
+)
+def test_run_with_the_tiny_checkpoint_on_each_task(tiny_checkpoint, tmp_path, task, flags, problems):
+    out = tmp_path / "run"
+    argv = ["run", "--model", tiny_checkpoint, "--task", task, "--data", DATA / TASKS[task], "--out", out]
+    assert harness(*argv, "--max-new-tokens", "16", "--temperature", "0", *flags) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    samples, results = read_jsonl(out / SAMPLES), read_jsonl(out / RESULTS)
+    assert metrics["problems"] == problems and by_key(results).keys() == by_key(samples).keys()
+    assert all(0 <= r["bleu"] <= 100 for r in results)
+    assert set(similarity.METRICS) <= set(metrics["metrics"])
+    config = json.loads((out / "config.json").read_text())
+    assert config["settings"]["data"] == str(DATA / TASKS[task]) and config["settings"]["split"] is None
+    assert config["manifest"]["data"]["sha256"] == hashlib.sha256((DATA / TASKS[task]).read_bytes()).hexdigest()
+    if task == "leetcode":  # LeetCode/146 is a class design: scored, listed, not executed
+        assert metrics["executed_problems"] == 2 and list(metrics["not_executed"]) == ["LeetCode/146"]
+        assert "pass@1" in metrics["metrics"] and set(metrics["breakdown"]["difficulty"]) == {"Easy", "Medium", "Hard"}

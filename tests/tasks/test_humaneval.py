@@ -1,5 +1,6 @@
 from tasks.base import Completion
 from tasks.humaneval import HumanEval
+from tests.helpers import write_jsonl
 
 
 def problem(task_id="HumanEval/0"):
@@ -54,3 +55,24 @@ def test_chat_prompt_contains_the_original_prompt():
     p = problem()
     assert p.prompt in HumanEval().prompt(p, chat=True)
     assert HumanEval().prompt(p, chat=False) == p.prompt
+
+
+def test_data_in_the_columns_of_openai_humaneval(tmp_path):
+    problems = HumanEval().load()[:3]
+    columns = {
+        "task_id": "task_id",
+        "prompt": "prompt",
+        "canonical_solution": "reference",
+        "test": "tests",
+        "entry_point": "entry_point",
+    }
+    rows = [{column: getattr(p, field) for column, field in columns.items()} for p in problems]
+    assert HumanEval(data=str(write_jsonl(tmp_path / "he.jsonl", rows))).load() == problems
+
+
+def test_similarity_compares_a_whole_program_without_the_prompt_it_repeats():
+    p = problem()
+    task = HumanEval()
+    assert task.reference_text(p) == p.reference
+    assert task.prediction_text(p, Completion(p.task_id, 0, p.prompt + p.reference, full_program=True)) == p.reference
+    assert task.prediction_text(p, Completion(p.task_id, 0, "    return True\n")) == "    return True\n"

@@ -1,0 +1,145 @@
+"""Results: every sample gets one row in results.jsonl, with its sentence BLEU.
+
+A sample of an executed problem gets its verdict from the sandbox; one whose problem is scored
+by similarity only (the task has no pass@k, the problem has no tests, or its own reference
+solution fails them) gets status `not_executed` and the reason. Rows are appended as they come,
+so a killed run keeps them and a re-run does only the rest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from contextlib import ExitStack
+from typing import Any
+
+from tqdm import tqdm
+
+from harness import registry
+from harness.calibration import calibrated_limits, reference_statuses
+from harness.config import RunConfig
+from harness.metrics import similarity
+from harness.records import NOT_EXECUTED, RESULTS, SAMPLES, RunDirectory, completion
+from sandbox.base import PASSED, SANDBOX_ERROR, Program, Sandbox
+from tasks.base import Problem, Task
+
+
+class IncompleteRun(Exception):
+    """Some programs could not be executed (the sandbox's fault); a re-run retries them."""
+
+
+def execute(
+    config: RunConfig, task: Task, problems: list[Problem], rundir: RunDirectory, scorer: similarity.Scorer
+) -> None:
+    """Give every sample without a results row its row."""
+    by_id = {p.task_id: p for p in problems}
+    done = {(row["task_id"], row["completion_id"]) for row in rundir.read_rows(RESULTS)}
+    todo = [row for row in rundir.read_rows(SAMPLES) if (row["task_id"], row["completion_id"]) not in done]
+    if not todo:
+        return
+    bleu = _sentence_bleu(task, by_id, todo, scorer)
+    executing = [i for i, row in enumerate(todo) if task.executes(by_id[row["task_id"]])]
+    failing: dict[str, dict[str, str]] = {}
+    with ExitStack() as stack:
+        if executing:
+            sandbox = stack.enter_context(registry.sandboxes.get(config.sandbox)(workers=config.workers))
+            limits = calibrated_limits(task, [p for p in problems if task.executes(p)], rundir, sandbox)
+            # A reference that fails its problem's tests means the tests are wrong, not the models.
+            failing = {
+                t: v for t, v in reference_statuses(rundir).items() if v["status"] not in (PASSED, SANDBOX_ERROR)
+            }
+            executing = [i for i in executing if todo[i]["task_id"] not in failing]
+        _record_not_executed(task, by_id, todo, bleu, set(executing), failing, rundir)
+        if not executing:
+            return
+        programs = [_program(task, by_id[todo[i]["task_id"]], todo[i], limits) for i in executing]
+        failures = _record_verdicts(
+            programs, [todo[i] for i in executing], [bleu[i] for i in executing], sandbox, rundir
+        )
+    if failures:
+        raise IncompleteRun(
+            f"{failures} programs could not be executed (sandbox_error); run the same command again to retry them"
+        )
+
+
+def _program(task: Task, problem: Problem, row: dict[str, Any], limits: dict[str, Any]) -> Program:
+    return dataclasses.replace(task.program(problem, completion(row)), limits=limits[problem.task_id])
+
+
+def _sentence_bleu(
+    task: Task, by_id: dict[str, Problem], rows: list[dict[str, Any]], scorer: similarity.Scorer
+) -> list[float | None]:
+    """Sentence BLEU of each row against its problem's reference (None: no reference, or the
+    task is not scored by BLEU). The scorer keeps the statistics for metrics.json."""
+    if "bleu" not in task.metrics:
+        return [None] * len(rows)
+    pairs = [_texts(task, by_id[row["task_id"]], row) for row in rows]
+    scored = [i for i, pair in enumerate(pairs) if pair is not None]
+    stats = scorer.sample_stats([pairs[i][0] for i in scored], [pairs[i][1] for i in scored])
+    out: list[float | None] = [None] * len(rows)
+    for i, sample in zip(scored, stats):
+        out[i] = round(sample.sentence_bleu, 4)
+    return out
+
+
+def _texts(task: Task, problem: Problem, row: dict[str, Any]) -> tuple[str, str] | None:
+    """(prediction, reference) of one sample, or None when the problem has no reference."""
+    reference = task.reference_text(problem)
+    return None if reference is None else (task.prediction_text(problem, completion(row)), reference)
+
+
+def _record_not_executed(
+    task: Task,
+    by_id: dict[str, Problem],
+    todo: list[dict[str, Any]],
+    bleu: list[float | None],
+    executing: set[int],
+    failing: dict[str, dict[str, str]],
+    rundir: RunDirectory,
+) -> None:
+    """Append a `not_executed` row, with the reason, for each sample scored by similarity only."""
+    with rundir.appender(RESULTS) as out:
+        for index, (row, value) in enumerate(zip(todo, bleu)):
+            if index not in executing:
+                reason = _reason(task, by_id[row["task_id"]], failing)
+                out.write(_row(row, value, status=NOT_EXECUTED, detail=reason))
+
+
+def _reason(task: Task, problem: Problem, failing: dict[str, dict[str, str]]) -> str:
+    if problem.task_id in failing:
+        verdict = failing[problem.task_id]
+        return f"the reference solution fails the problem's tests ({verdict['status']}: {verdict['detail']})"
+    if "pass@k" not in task.metrics:
+        return "the task is scored by similarity only"
+    return problem.metadata.get("not_executed", "the problem has no tests")
+
+
+def _row(sample: dict[str, Any], bleu: float | None, **fields: Any) -> dict[str, Any]:
+    row = {"task_id": sample["task_id"], "completion_id": sample["completion_id"], **fields}
+    if bleu is not None:
+        row["bleu"] = bleu
+    return row
+
+
+def _record_verdicts(
+    programs: list[Program],
+    todo: list[dict[str, Any]],
+    bleu: list[float | None],
+    sandbox: Sandbox,
+    rundir: RunDirectory,
+) -> int:
+    """Append a results row per verdict; return how many programs the sandbox could not run."""
+    failures = 0
+    with rundir.appender(RESULTS) as out, tqdm(total=len(todo), desc="execute", unit="program") as bar:
+        for index, verdict in sandbox.run_batch(programs):
+            bar.update()
+            if verdict.status == SANDBOX_ERROR:
+                failures += 1  # not recorded: the model is not to blame, and a re-run retries it
+                continue
+            fields = {
+                "passed": verdict.passed,
+                "status": verdict.status,
+                "detail": verdict.detail,
+                "duration_s": round(verdict.duration_s, 4),
+            }
+            out.write(_row(todo[index], bleu[index], **fields))
+    return failures
