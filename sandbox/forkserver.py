@@ -430,6 +430,10 @@ def _why(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}"
 
 
+# Resolved at import, before any mount can hide the link (see _exec_zygote).
+INTERPRETER = os.path.realpath(sys.executable)
+
+
 def launch(scratch_mb: int) -> int:
     """Apply what needs privileges or ctypes, then exec the zygote (in a child, as root)."""
     protections: dict[str, bool | str] = {name: "not attempted" for name in PROTECTIONS}
@@ -747,9 +751,12 @@ def _exec_zygote(config: dict, protections: dict, script: str, script_fd: int) -
     if not visible:  # run it from the descriptor opened before the mounts
         os.set_inheritable(script_fd, True)
         script, config["script_fd"] = f"/proc/self/fd/{script_fd}", script_fd
-    argv = [sys.executable, "-I", "-S", "-B", script, "--zygote"]
+    # The interpreter by its real path: a venv's bin/python may live under the /tmp that the new
+    # tmpfs hides (a clone in /tmp), while the interpreter it links to stays reachable.
+    interpreter = INTERPRETER
+    argv = [interpreter, "-I", "-S", "-B", script, "--zygote"]
     argv.append(json.dumps({**config, "protections": protections}))
-    os.execve(sys.executable, argv, {})
+    os.execve(interpreter, argv, {})
 
 
 # --- the zygote ---------------------------------------------------------------------------------

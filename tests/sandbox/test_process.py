@@ -63,6 +63,15 @@ def cgroup_parent(server_pid: int) -> Path:
 # --- verdicts from the program's own ending -------------------------------------------------
 
 
+def test_an_interpreter_link_under_the_hidden_tmp_still_starts(monkeypatch, tmp_path):
+    # A venv in a clone under /tmp: its bin/python is a link that the server's /tmp tmpfs hides.
+    link = tmp_path / "python"
+    link.symlink_to(os.path.realpath(sys.executable))
+    monkeypatch.setattr(sys, "executable", str(link))
+    with ProcessSandbox(workers=1) as box:
+        assert run(box, "assert 1 + 1 == 2").status == "passed"
+
+
 def test_passing_program(sandbox):
     verdict = run(sandbox, "def add(a, b): return a + b\nassert add(1, 2) == 3\n")
     assert verdict.passed and verdict.status == "passed"
