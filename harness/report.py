@@ -22,14 +22,16 @@ def results_table(record: dict[str, Any]) -> str:
     elif executed != record["problems"]:
         rows.append(("executed against tests", f"{executed} of {record['problems']} (the rest by similarity only)"))
     rows += [(name, _value(name, value)) for name, value in record["metrics"].items()]
-    rows += [(name, f"unavailable: {reason}") for name, reason in record.get("unavailable", {}).items()]
+    unavailable = record.get("unavailable", {})
+    rows += [(name, "unavailable (below)") for name in unavailable]
     if executed:
         solved = sum(1 for c in record["per_problem"].values() if c.get("correct"))
         rows.append(("problems solved at least once", f"{solved}/{executed}"))
     counts = record["status_counts"]
     order = [*STATUSES, NOT_EXECUTED]
     rows.append(("verdicts", ", ".join(f"{s} {counts[s]}" for s in order if s in counts) or "none"))
-    tables = [_table(["", "result"], rows)]
+    # Reasons go under the table, so that one long reason does not widen every row.
+    tables = [_table(["", "result"], rows) + "".join(f"\n{name}: {why}" for name, why in unavailable.items())]
     for by, groups in record.get("breakdown", {}).items():
         tables.append(_breakdown(by, groups))
     return "\n\n".join(tables)
