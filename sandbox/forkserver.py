@@ -189,6 +189,23 @@ def _own_cgroup(controller: str, v2: bool) -> str:
     raise FileNotFoundError(errno.ENOENT, f"no {controller} cgroup in /proc/self/cgroup")
 
 
+def _kill_members(directory: str, spare: str | None = None) -> None:
+    """SIGKILL every member of a cgroup but `spare` until none is left (members may be forking)."""
+    for _ in range(1000):
+        try:
+            members = [pid for pid in _read(os.path.join(directory, "cgroup.procs")).split() if pid != spare]
+        except OSError:
+            return
+        if not members:
+            return
+        for pid in members:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        time.sleep(0.001)
+
+
 class Cgroup:
     """Cgroup directories (one per controller in v1, one in v2) to empty and remove."""
 
@@ -203,19 +220,7 @@ class Cgroup:
                 _write(kill_file, 1)
             except OSError:
                 pass
-        for _ in range(1000):
-            try:
-                members = _read(os.path.join(self.dirs[0], "cgroup.procs")).split()
-            except OSError:
-                return
-            if not members:
-                return
-            for pid in members:
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
-            time.sleep(0.001)
+        _kill_members(self.dirs[0])
 
     def remove(self) -> None:
         """Remove the directories; members that are still exiting may take a moment."""
@@ -355,21 +360,7 @@ class RunCgroup:
 
     def kill_others(self) -> None:
         """SIGKILL every member but the zygote until none is left."""
-        directory = next(iter(self.dirs.values()))
-        me = str(os.getpid())
-        for _ in range(1000):
-            try:
-                members = [pid for pid in _read(os.path.join(directory, "cgroup.procs")).split() if pid != me]
-            except OSError:
-                return
-            if not members:
-                return
-            for pid in members:
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
-            time.sleep(0.001)
+        _kill_members(next(iter(self.dirs.values())), spare=str(os.getpid()))
 
     def leave(self) -> None:
         """Move the zygote back to the launcher's cgroup (so that the folders can be removed)."""
