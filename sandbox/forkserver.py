@@ -769,6 +769,9 @@ class Zygote:
         self.buffer = b""
         self.eof = False
         self.runs = 0
+        # The cgroup's OOM kill count read after the previous execution's clean-up: nothing but
+        # the zygote (never chosen by the OOM killer) runs in the cgroup until the next fork.
+        self.oom_kills_after: int | None = None
 
     def serve(self) -> int:
         if self.config.get("script_fd") is not None:
@@ -840,10 +843,11 @@ class Zygote:
         cgroup, opened, scratch, pid, records = self.cgroup, [], "", 0, None
         try:
             scratch = self._make_scratch()
-            oom_kills = 0
+            oom_kills, self.oom_kills_after = self.oom_kills_after, None
             if cgroup is not None:
                 cgroup.set_limits(limits)
-                oom_kills = cgroup.oom_kills()
+                if oom_kills is None:
+                    oom_kills = cgroup.oom_kills()
             record_r, record_w = os.pipe2(os.O_CLOEXEC)
             opened += [record_r, record_w]
             key_r, key_w = os.pipe2(os.O_CLOEXEC)
@@ -878,7 +882,10 @@ class Zygote:
                 os.close(fd)
             if scratch:
                 self._remove_scratch(scratch)
-        oom = cgroup is not None and cgroup.oom_kills() > oom_kills
+        oom = False
+        if cgroup is not None:
+            self.oom_kills_after = cgroup.oom_kills()
+            oom = self.oom_kills_after > oom_kills
         if ended == "interrupted":
             return SANDBOX_ERROR, "interrupted: the server's input ended", duration
         return (*_judge(records, ended == "timeout", returncode, cpu_s, oom, limits), duration)
@@ -965,7 +972,10 @@ class Zygote:
         return path
 
     def _remove_scratch(self, path: str) -> None:
-        _remove_tree(path)
+        try:
+            os.rmdir(path)  # most programs leave their scratch empty
+        except OSError:
+            _remove_tree(path)
         if self.config["private_tmp"]:  # the tmpfs is ours alone: nothing a program left stays
             self._cleanup_scratch_root()
 
