@@ -22,8 +22,8 @@ demo: install
 	$(PYTHON) -m harness.demo
 
 test: install
-	$(VENV)/bin/ruff check harness tasks sandbox tests
-	$(VENV)/bin/ruff format --check harness tasks sandbox tests
+	$(VENV)/bin/ruff check harness tasks sandbox tests benchmarks
+	$(VENV)/bin/ruff format --check harness tasks sandbox tests benchmarks
 	$(PYTHON) -m pytest
 
 clean:

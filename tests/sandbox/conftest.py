@@ -23,10 +23,9 @@ BACKENDS: dict[str, Callable[..., object]] = {"process": ProcessSandbox}
 BACKEND_PARAMS = [pytest.param("process")]
 
 
-def _docker_sandbox(workers: int = 2) -> object:
-    """The docker backend; a skip where no engine answers. A missing or stale image is (re)built."""
+def docker_image() -> str:
+    """The docker sandbox's image, (re)built if missing or stale; a skip where no engine answers."""
     from harness.errors import UsageError
-    from sandbox.docker import DockerSandbox
     from sandbox.image.build import build_image
     from sandbox.image.engine import DEFAULT_IMAGE, require_engine, require_image
 
@@ -38,7 +37,13 @@ def _docker_sandbox(workers: int = 2) -> object:
         require_image(DEFAULT_IMAGE)
     except UsageError:
         build_image(DEFAULT_IMAGE, log=lambda line: None)
-    return DockerSandbox(workers=workers)
+    return DEFAULT_IMAGE
+
+
+def _docker_sandbox(workers: int = 2) -> object:
+    from sandbox.docker import DockerSandbox
+
+    return DockerSandbox(workers=workers, image=docker_image())
 
 
 BACKENDS["docker"] = _docker_sandbox

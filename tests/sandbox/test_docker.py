@@ -24,8 +24,8 @@ import sandbox.docker as docker_backend
 from harness.errors import UsageError
 from sandbox.base import Limits, Program, Verdict
 from sandbox.docker import SERVER_CAPABILITIES, DockerSandbox
-from sandbox.image.build import build_image, debian_mirror
-from sandbox.image.engine import DEFAULT_IMAGE, require_engine, require_image
+from sandbox.image.build import debian_mirror
+from tests.sandbox.conftest import docker_image
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,15 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def image() -> str:
     """The sandbox image, (re)built if missing or stale; a skip where no engine answers."""
-    try:
-        require_engine()
-    except UsageError as exc:
-        pytest.skip(str(exc))
-    try:
-        require_image(DEFAULT_IMAGE)
-    except UsageError:
-        build_image(DEFAULT_IMAGE, log=lambda line: None)
-    return DEFAULT_IMAGE
+    return docker_image()
 
 
 @pytest.fixture(scope="module")
