@@ -72,19 +72,13 @@ def _sentence_bleu(
     task is not scored by BLEU). The scorer keeps the statistics for metrics.json."""
     if "bleu" not in task.metrics:
         return [None] * len(rows)
-    pairs = [_texts(task, by_id[row["task_id"]], row) for row in rows]
+    pairs = [task.similarity_pair(by_id[row["task_id"]], completion(row)) for row in rows]
     scored = [i for i, pair in enumerate(pairs) if pair is not None]
     stats = scorer.sample_stats([pairs[i][0] for i in scored], [pairs[i][1] for i in scored])
     out: list[float | None] = [None] * len(rows)
     for i, sample in zip(scored, stats):
         out[i] = round(sample.sentence_bleu, 4)
     return out
-
-
-def _texts(task: Task, problem: Problem, row: dict[str, Any]) -> tuple[str, str] | None:
-    """(prediction, reference) of one sample, or None when the problem has no reference."""
-    reference = task.reference_text(problem)
-    return None if reference is None else (task.prediction_text(problem, completion(row)), reference)
 
 
 def _record_not_executed(

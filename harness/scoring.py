@@ -86,12 +86,11 @@ def _similarity_samples(
     by_id = {p.task_id: p for p in problems}
     predictions, references = [], []
     for row in rundir.read_rows(SAMPLES):
-        problem = by_id[row["task_id"]]
-        reference = task.reference_text(problem)
-        if reference is not None:
-            out.task_ids.append(problem.task_id)
-            predictions.append(task.prediction_text(problem, completion(row)))
-            references.append(reference)
+        pair = task.similarity_pair(by_id[row["task_id"]], completion(row))
+        if pair is not None:
+            out.task_ids.append(row["task_id"])
+            predictions.append(pair[0])
+            references.append(pair[1])
     if predictions and set(task.metrics) & set(similarity.METRICS):
         out.stats = scorer.sample_stats(predictions, references)
     if "bertscore" in task.metrics:

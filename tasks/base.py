@@ -92,3 +92,8 @@ class Task:
     def prediction_text(self, problem: Problem, completion: Completion) -> str:
         """The part of a completion that similarity metrics compare with reference_text()."""
         return completion.text
+
+    def similarity_pair(self, problem: Problem, completion: Completion) -> tuple[str, str] | None:
+        """(prediction, reference) for the similarity metrics; None when the problem has no reference."""
+        reference = self.reference_text(problem)
+        return None if reference is None else (self.prediction_text(problem, completion), reference)
