@@ -9,17 +9,18 @@ so a killed run keeps them and a re-run does only the rest.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any
 
 from tqdm import tqdm
 
 from harness import registry
-from harness.calibration import calibrated_limits, reference_statuses
+from harness.calibration import calibrate, calibrated_limits, floor_limits, reference_statuses
 from harness.config import RunConfig
 from harness.metrics import similarity
 from harness.records import NOT_EXECUTED, RESULTS, SAMPLES, RunDirectory, completion
-from sandbox.base import PASSED, SANDBOX_ERROR, Program, Sandbox
+from sandbox.base import PASSED, SANDBOX_ERROR, TIMEOUT, Limits, Program, Sandbox, Verdict
 from tasks.base import Problem, Task
 
 
@@ -42,27 +43,67 @@ def execute(
     with ExitStack() as stack:
         if executing:
             sandbox = stack.enter_context(registry.sandboxes.get(config.sandbox)(workers=config.workers))
-            limits = calibrated_limits(task, [p for p in problems if task.executes(p)], rundir, sandbox)
-            # A reference that fails its problem's tests means the tests are wrong, not the models.
-            failing = {
-                t: v for t, v in reference_statuses(rundir).items() if v["status"] not in (PASSED, SANDBOX_ERROR)
-            }
-            executing = [i for i in executing if todo[i]["task_id"] not in failing]
+            calibrated = calibrated_limits(rundir)
+            if task.check_references:
+                calibrated = calibrate(task, [p for p in problems if task.executes(p)], rundir, sandbox)
+                # A reference that fails its problem's tests means the tests are wrong, not the models.
+                failing = {
+                    t: v for t, v in reference_statuses(rundir).items() if v["status"] not in (PASSED, SANDBOX_ERROR)
+                }
+                executing = [i for i in executing if todo[i]["task_id"] not in failing]
         _record_not_executed(task, by_id, todo, bleu, set(executing), failing, rundir)
         if not executing:
             return
-        programs = [_program(task, by_id[todo[i]["task_id"]], todo[i], limits) for i in executing]
-        failures = _record_verdicts(
-            programs, [todo[i] for i in executing], [bleu[i] for i in executing], sandbox, rundir
-        )
+        rows, row_bleu = [todo[i] for i in executing], [bleu[i] for i in executing]
+        failures = _execute(task, by_id, rows, row_bleu, calibrated, sandbox, rundir)
     if failures:
         raise IncompleteRun(
             f"{failures} programs could not be executed (sandbox_error); run the same command again to retry them"
         )
 
 
-def _program(task: Task, problem: Problem, row: dict[str, Any], limits: dict[str, Any]) -> Program:
-    return dataclasses.replace(task.program(problem, completion(row)), limits=limits[problem.task_id])
+def _execute(
+    task: Task,
+    by_id: dict[str, Problem],
+    rows: list[dict[str, Any]],
+    bleu: list[float | None],
+    calibrated: dict[str, Limits],
+    sandbox: Sandbox,
+    rundir: RunDirectory,
+) -> int:
+    """Run the rows' programs and record their verdicts; return how many the sandbox could not run.
+
+    A problem not calibrated yet runs under the floor limits (harness/calibration.py); a timeout
+    there is held back until its problem is calibrated, then stands, or runs again under a
+    higher calibrated limit.
+    """
+    floor = floor_limits(task)
+
+    def programs(indices: list[int]) -> list[Program]:
+        return [
+            _program(task, by_id[rows[i]["task_id"]], rows[i], calibrated.get(rows[i]["task_id"], floor))
+            for i in indices
+        ]
+
+    def provisional(index: int, verdict: Verdict) -> bool:
+        return verdict.status == TIMEOUT and rows[index]["task_id"] not in calibrated
+
+    everything = list(range(len(rows)))
+    failures, held = _record_verdicts(programs(everything), everything, rows, bleu, sandbox, rundir, provisional)
+    if held:
+        timed_out = dict.fromkeys(rows[i]["task_id"] for i, _ in held)
+        calibrated = calibrate(task, [by_id[t] for t in timed_out], rundir, sandbox)
+        again = [i for i, _ in held if calibrated[rows[i]["task_id"]] != floor]
+        with rundir.appender(RESULTS) as out:
+            for index, verdict in held:
+                if index not in again:
+                    out.write(_verdict_row(rows[index], bleu[index], verdict))
+        failures += _record_verdicts(programs(again), again, rows, bleu, sandbox, rundir)[0]
+    return failures
+
+
+def _program(task: Task, problem: Problem, row: dict[str, Any], limits: Limits) -> Program:
+    return dataclasses.replace(task.program(problem, completion(row)), limits=limits)
 
 
 def _sentence_bleu(
@@ -116,24 +157,34 @@ def _row(sample: dict[str, Any], bleu: float | None, **fields: Any) -> dict[str,
 
 def _record_verdicts(
     programs: list[Program],
-    todo: list[dict[str, Any]],
+    indices: list[int],
+    rows: list[dict[str, Any]],
     bleu: list[float | None],
     sandbox: Sandbox,
     rundir: RunDirectory,
-) -> int:
-    """Append a results row per verdict; return how many programs the sandbox could not run."""
-    failures = 0
-    with rundir.appender(RESULTS) as out, tqdm(total=len(todo), desc="execute", unit="program") as bar:
-        for index, verdict in sandbox.run_batch(programs):
+    hold: Callable[[int, Verdict], bool] = lambda index, verdict: False,
+) -> tuple[int, list[tuple[int, Verdict]]]:
+    """Run `programs` (those of rows[indices]) and append a results row per verdict, except the
+    ones `hold` keeps back; return how many the sandbox could not run, and the held verdicts."""
+    failures, held = 0, []
+    with rundir.appender(RESULTS) as out, tqdm(total=len(programs), desc="execute", unit="program") as bar:
+        for position, verdict in sandbox.run_batch(programs):
             bar.update()
+            index = indices[position]
             if verdict.status == SANDBOX_ERROR:
                 failures += 1  # not recorded: the model is not to blame, and a re-run retries it
-                continue
-            fields = {
-                "passed": verdict.passed,
-                "status": verdict.status,
-                "detail": verdict.detail,
-                "duration_s": round(verdict.duration_s, 4),
-            }
-            out.write(_row(todo[index], bleu[index], **fields))
-    return failures
+            elif hold(index, verdict):
+                held.append((index, verdict))
+            else:
+                out.write(_verdict_row(rows[index], bleu[index], verdict))
+    return failures, held
+
+
+def _verdict_row(sample: dict[str, Any], bleu: float | None, verdict: Verdict) -> dict[str, Any]:
+    fields = {
+        "passed": verdict.passed,
+        "status": verdict.status,
+        "detail": verdict.detail,
+        "duration_s": round(verdict.duration_s, 4),
+    }
+    return _row(sample, bleu, **fields)

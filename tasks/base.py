@@ -54,6 +54,10 @@ class Task:
     limits: ClassVar[Limits] = Limits()
     breakdown: ClassVar[str | None] = None  # a metadata key to report the metrics by (e.g. "difficulty")
     breakdown_order: ClassVar[tuple[str, ...]] = ()  # the order its values are reported in
+    # Whether every reference solution runs before the samples, and a problem whose reference fails
+    # is scored by similarity only: needed where tests are derived from data and may be wrong. False
+    # (hand-written tests): a reference runs only when a sample's timeout needs its calibrated limit.
+    check_references: ClassVar[bool] = True
 
     def __init__(self, data: str | None = None, split: str | None = None) -> None:
         self.data = data

@@ -34,6 +34,7 @@ class HumanEval(Task):
     metrics = ("pass@k", "bleu", "codebleu", "rouge_l", "exact_match", "bertscore")
     # Codex's stop sequences: any new top-level statement ends the function body.
     stop = ("\nclass", "\ndef", "\n#", "\n@", "\nprint", "\nif", "\n```")
+    check_references = False  # hand-written tests, and every canonical solution passes them
 
     def load(self) -> list[Problem]:
         if self.data is not None:

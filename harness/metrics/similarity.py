@@ -73,6 +73,7 @@ class Scorer:
     def __init__(self, processes: int | None = None) -> None:
         self.processes = processes or os.cpu_count() or 1
         self._pool: Any = None
+        self._size = 0  # processes in the pool: no more than its largest job so far can use
         self._known: dict[tuple[str, str], SampleStats] = {}
 
     def __enter__(self) -> Scorer:
@@ -93,7 +94,7 @@ class Scorer:
         new = list(dict.fromkeys(pair for pair in pairs if pair not in self._known))
         chunks = [new[i : i + CHUNK] for i in range(0, len(new), CHUNK)]
         if chunks:
-            for pair, stats in zip(new, (s for chunk in self._pool_started().map(_chunk_stats, chunks) for s in chunk)):
+            for pair, stats in zip(new, (s for chunk in self._pool_started(len(chunks)).map(_chunk_stats, chunks) for s in chunk)):
                 self._known[pair] = stats
         return [self._known[pair] for pair in pairs]
 
@@ -101,12 +102,18 @@ class Scorer:
         """The metrics of METRICS over these samples; empty when there are none."""
         return self._pool_started().apply(aggregate, (list(stats),)) if stats else {}
 
-    def _pool_started(self) -> Any:
+    def _pool_started(self, jobs: int = 1) -> Any:
+        """The pool, with a process for each of `jobs` concurrent jobs (up to `processes`): a
+        process costs half a second of start-up, which a small run would feel."""
+        wanted = min(self.processes, jobs)
+        if self._pool is not None and self._size < wanted:
+            self.close()
         if self._pool is None:
+            self._size = wanted
             # spawn: fresh interpreters (never a fork of a process holding torch's threads), which
             # read PYTHONHASHSEED as they start.
             with _environment(PYTHONHASHSEED=HASH_SEED):
-                self._pool = multiprocessing.get_context("spawn").Pool(self.processes, initializer=_ignore_interrupts)
+                self._pool = multiprocessing.get_context("spawn").Pool(wanted, initializer=_ignore_interrupts)
         return self._pool
 
 
@@ -265,13 +272,15 @@ class _Rouge:
     """ROUGE-L F-measure with rouge-score's tokenizer and formula; the LCS length is bit-parallel."""
 
     def __init__(self) -> None:
-        from rouge_score import scoring, tokenizers
+        # What DefaultTokenizer(use_stemmer=False).tokenize calls, without rouge_score.tokenizers'
+        # import of nltk (half a second per scoring process) for the stemmer it does not use.
+        from rouge_score import scoring, tokenize
 
-        self.tokenize = tokenizers.DefaultTokenizer(use_stemmer=False).tokenize
+        self.tokenize = tokenize.tokenize
         self.fmeasure_of = scoring.fmeasure
 
     def fmeasure(self, prediction: str, reference: str) -> float:
-        target, predicted = self.tokenize(reference), self.tokenize(prediction)
+        target, predicted = self.tokenize(reference, None), self.tokenize(prediction, None)
         if not target or not predicted:
             return 0.0
         lcs = lcs_length(target, predicted)
