@@ -8,8 +8,9 @@ Runs the same samples through each command, start-up included, as a user would t
   docker     harness evaluate --sandbox docker --workers W           (when an engine runs)
 on two sample sets: HumanEval's canonical solutions repeated, and a mixed set where a third
 of the samples are wrong (return None, raise, a syntax error). Prints executions per
-second and the ratio to the reference, beside the floors: fork + _exit of a warm Python
-process, and fork + exec of a bare interpreter.
+second and the ratio to the reference, beside the floors: each sample set's programs run in forks
+of a warm Python process with no protections at all (the most any sandbox could do), fork +
+_exit of a warm process, and fork + exec of a bare interpreter.
 """
 
 from __future__ import annotations
@@ -77,6 +78,36 @@ def fork_floor(count: int, workers: int) -> float:
     return count / (time.perf_counter() - start)
 
 
+def unprotected_floor(samples: list[dict], workers: int) -> float:
+    """Executions per second of the samples' programs, each run in a fork of this process with
+    no isolation, `workers` at a time: the programs' own cost plus a fork."""
+    problems = read_problems()
+    codes = []
+    for sample in samples:
+        p = problems[sample["task_id"]]
+        source = p["prompt"] + sample["completion"] + "\n" + p["test"] + f"\ncheck({p['entry_point']})\n"
+        try:
+            codes.append(compile(source, "<program>", "exec"))
+        except SyntaxError:
+            codes.append(compile("pass", "<program>", "exec"))  # the sandbox stops at the compile too
+    start = time.perf_counter()
+    running = 0
+    for code in codes:
+        if running == workers:
+            os.wait()
+            running -= 1
+        if os.fork() == 0:
+            try:
+                exec(code, {"__name__": "__main__"})
+            finally:
+                os._exit(0)
+        running += 1
+    while running:
+        os.wait()
+        running -= 1
+    return len(codes) / (time.perf_counter() - start)
+
+
 def exec_floor(count: int, workers: int) -> float:
     """Executions per second of fork + exec of `python -I -S -c pass`, `workers` at a time."""
     start = time.perf_counter()
@@ -108,11 +139,13 @@ def main() -> None:
             path = scratch / f"{name}.jsonl"
             path.write_text("".join(json.dumps(row) + "\n" for row in samples))
             rates = {b: len(samples) / timed(commands(b, path, args.workers, scratch)) for b in backends}
-            for backend in backends:
+            rates["floor"] = unprotected_floor(samples, args.workers)
+            for backend in [*backends, "floor"]:
                 rows.append((name, len(samples), backend, rates[backend], rates[backend] / rates["reference"]))
     print(f"{'samples':<10} {'programs':>8} {'command':<10} {'exec/s':>8} {'vs reference':>12}")
     for name, count, backend, rate, ratio in rows:
         print(f"{name:<10} {count:>8} {backend:<10} {rate:>8.1f} {ratio:>11.2f}x")
+    print("floor: the same programs in forks of a warm process, no protections, no start-up")
     print(f"floor: fork + _exit {fork_floor(2000, args.workers):.0f}/s, "
           f"fork + exec python {exec_floor(200, args.workers):.0f}/s (workers={args.workers})")  # fmt: skip
 
