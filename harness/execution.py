@@ -42,7 +42,7 @@ def execute(
     failing: dict[str, dict[str, str]] = {}
     with ExitStack() as stack:
         if executing:
-            sandbox = stack.enter_context(registry.sandboxes.get(config.sandbox)(workers=config.workers))
+            sandbox = stack.enter_context(new_sandbox(config))
             calibrated = calibrated_limits(rundir)
             if task.check_references:
                 calibrated = calibrate(task, [p for p in problems if task.executes(p)], rundir, sandbox)
@@ -60,6 +60,15 @@ def execute(
         raise IncompleteRun(
             f"{failures} programs could not be executed (sandbox_error); run the same command again to retry them"
         )
+
+
+def new_sandbox(config: RunConfig) -> Sandbox:
+    """config.sandbox on this machine, or (--executor ray) on sandbox actors across a Ray cluster."""
+    if config.executor == "ray":
+        from harness.cluster.execution import RayExecutor
+
+        return RayExecutor(config.sandbox, config.workers, address=config.ray_address)
+    return registry.sandboxes.get(config.sandbox)(workers=config.workers)
 
 
 def _execute(

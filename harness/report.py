@@ -37,6 +37,24 @@ def results_table(record: dict[str, Any]) -> str:
     return "\n\n".join(tables)
 
 
+def comparison_table(rows: list[tuple[str, str, dict[str, Any] | None]]) -> str:
+    """One Markdown row per (checkpoint, task) of a series: problems, n and the headline metrics
+    side by side (CodeBLEU's components stay in each metrics.json). A run that a re-run must
+    finish (exit 3) shows as incomplete."""
+    records = [record for _, _, record in rows if record is not None]
+    names = list(dict.fromkeys(n for r in records for n in r["metrics"] if not n.startswith("codebleu_")))
+    header = ["model", "task", "problems", "n", *names]
+    lines = []
+    for model, task, record in rows:
+        if record is None:
+            lines.append((model, task, "incomplete", "-", *("-" for _ in names)))
+            continue
+        values = (_value(name, record["metrics"].get(name)) for name in names)
+        lines.append((model, task, str(record["problems"]), str(record["n"]), *values))
+    unavailable = {name: why for r in records for name, why in r.get("unavailable", {}).items()}
+    return _table(header, lines) + "".join(f"\n{name}: unavailable: {why}" for name, why in unavailable.items())
+
+
 def _breakdown(by: str, groups: dict[str, Any]) -> str:
     # CodeBLEU's components stay in metrics.json: the table keeps to one screen.
     names = list(dict.fromkeys(n for g in groups.values() for n in g["metrics"] if not n.startswith("codebleu_")))

@@ -12,7 +12,7 @@ import os
 import platform
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -21,6 +21,7 @@ from tqdm import tqdm
 import harness
 from harness import registry
 from harness.backends.base import Batch, Request
+from harness.cluster import cluster_manifest
 from harness.config import RunConfig
 from harness.errors import UsageError
 from harness.execution import execute
@@ -44,11 +45,18 @@ PACKAGES = (
     "tree-sitter-python",
     "rouge-score",
     "bert-score",
+    "vllm",
+    "bitsandbytes",
 )
 
+BackendFor = Callable[[RunConfig], Any]  # the loaded backend for a config (a series reuses one)
 
-def run(config: RunConfig) -> dict[str, Any]:
-    """Carry out `harness run` or `harness evaluate`; return the metrics record."""
+
+def run(config: RunConfig, backend_for: BackendFor | None = None) -> dict[str, Any]:
+    """Carry out `harness run` or `harness evaluate`; return the metrics record.
+
+    `backend_for` gives the loaded backend (default: a new one of config.backend); it is
+    called only when something is left to generate, so a finished run loads no model."""
     task: Task = registry.tasks.get(config.task)(data=config.data, split=config.split)
     problems = {p.task_id: p for p in task.load()}
     rundir = RunDirectory(config.out)
@@ -56,7 +64,7 @@ def run(config: RunConfig) -> dict[str, Any]:
         selected = select(problems, config.limit, config.task_ids)
         rundir.check_settings(config.settings())
         print(f"run directory: {rundir.path}", file=sys.stderr)
-        generate(config, task, selected, rundir)
+        generate(config, task, selected, rundir, backend_for or new_backend)
     else:
         selected = import_samples(config, task, problems, rundir)
         print(f"run directory: {rundir.path}", file=sys.stderr)
@@ -107,19 +115,48 @@ def plan_batches(
     return [Batch(seed=seed + index, requests=tuple(reqs)) for index, reqs in enumerate(batches)]
 
 
-def generate(config: RunConfig, task: Task, problems: list[Problem], rundir: RunDirectory) -> None:
+def new_backend(config: RunConfig) -> Any:
+    """A freshly loaded backend of config.backend (--data-parallel N: N replicas on a Ray cluster)."""
+    if config.data_parallel > 1:
+        from harness.cluster.generation import DataParallelBackend
+
+        return DataParallelBackend(config)
+    return registry.backends.get(config.backend)(config)
+
+
+def missing_only(plan: Sequence[Batch], done: set[tuple[str, int]]) -> list[Batch]:
+    """The batches cut down to the samples not yet done, for a backend whose requests are
+    independent of their batch (see harness.backends.base): a resumed run asks for no more."""
+    batches = []
+    for batch in plan:
+        requests = []
+        for r in batch.requests:
+            ids = [r.first_id + i for i in range(r.count) if (r.task_id, r.first_id + i) not in done]
+            if ids:
+                requests.append(Request(r.task_id, r.prompt, ids[0], ids[-1] - ids[0] + 1))
+        if requests:
+            batches.append(Batch(seed=batch.seed, requests=tuple(requests)))
+    return batches
+
+
+def generate(
+    config: RunConfig, task: Task, problems: list[Problem], rundir: RunDirectory, backend_for: BackendFor
+) -> None:
     done = {(row["task_id"], row["completion_id"]) for row in rundir.read_rows(SAMPLES)}
     total = len(problems) * config.n
     if all((p.task_id, i) in done for p in problems for i in range(config.n)):
         return
-    backend = registry.backends.get(config.backend)(config)
+    backend = backend_for(config)
     chat = backend.has_chat_template if config.chat is None else config.chat
     rundir.write_config(config.settings(), manifest(config, task, problems, chat, backend.describe()))
     prompts = [task.prompt(p, chat) for p in problems]
     plan = plan_batches(problems, prompts, config.n, config.batch_size, config.sampling.seed)
-    pending = [
-        b for b in plan if any((r.task_id, r.first_id + i) not in done for r in b.requests for i in range(r.count))
-    ]
+    if getattr(backend, "independent_requests", False):
+        pending = missing_only(plan, done)
+    else:  # a batch is regenerated whole, exactly as the interrupted run would have made it
+        pending = [
+            b for b in plan if any((r.task_id, r.first_id + i) not in done for r in b.requests for i in range(r.count))
+        ]
     by_id = {p.task_id: p for p in problems}
     stop = () if chat else task.stop
     with rundir.appender(SAMPLES) as out, tqdm(total=total, initial=len(done), desc="generate", unit="sample") as bar:
@@ -189,6 +226,7 @@ def manifest(
         "prompt_template_sha256": hashlib.sha256(template.encode()).hexdigest(),
         "problems": len(problems),
         "data": {"path": config.data, "sha256": data_sha256(config.data)} if config.data else None,
+        "cluster": cluster_manifest(config),  # None unless a Ray cluster runs part of it
     }
 
 

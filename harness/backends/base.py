@@ -6,6 +6,7 @@ run's samples depend only on its settings, never on where an interrupted run sto
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -36,7 +37,16 @@ class Generation:
 
 
 class Backend(Protocol):
-    """A loaded model. Plugins take the RunConfig in their constructor."""
+    """A loaded model. Plugins take the RunConfig in their constructor.
+
+    Optional members, looked up with getattr:
+    - `independent_requests = True`: each request's samples depend on that request alone (its
+      own seed), so a resumed run may hand the backend only the samples still missing, and the
+      backend may yield a request as soon as it is done (a Batch holding that one request).
+    - `switch(model) -> bool`: use another checkpoint without loading again what is loaded
+      (an adapter of the same base); False where that is not possible.
+    - `close()`: free the model's memory before another is loaded.
+    """
 
     @property
     def has_chat_template(self) -> bool: ...
@@ -50,3 +60,10 @@ class Backend(Protocol):
     def describe(self) -> dict[str, Any]:
         """Versions, device and anything else that belongs in the run's manifest."""
         ...
+
+
+def request_seed(batch_seed: int, request: Request, offset: int = 0) -> int:
+    """A seed of a request's own, from its batch's seed and its place in the run: for backends
+    that seed each request (vllm, openai). `offset` varies it when a server is asked again."""
+    key = f"{batch_seed}/{request.task_id}/{request.first_id + offset}"
+    return zlib.crc32(key.encode()) & 0x7FFFFFFF

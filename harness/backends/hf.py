@@ -1,16 +1,17 @@
 """Hugging Face transformers backend: batched `generate` on CPU or GPU.
 
 Loads full checkpoints, hub ids (through the ordinary `from_pretrained` path) and PEFT
-adapters (a folder with adapter_config.json: its base model, then the adapter on top).
+adapters (a folder with adapter_config.json: its base model, then the adapter on top), with
+the base in 4 or 8 bits where asked (bitsandbytes, on CUDA: QLoRA checkpoints). In a
+checkpoint series, adapters of the loaded base are swapped in without loading the base again.
 """
 
 from __future__ import annotations
 
+import gc
 import hashlib
-import json
 from collections.abc import Iterable, Iterator, Sequence
 from importlib.metadata import version
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -18,6 +19,7 @@ import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from harness.backends.base import Batch, Generation
+from harness.backends.checkpoint import adapter_base, chat_text, same_path, tokenizer_source
 from harness.config import RunConfig, Sampling
 from harness.errors import UsageError
 
@@ -27,23 +29,67 @@ class HFBackend:
         if not config.model:
             raise UsageError("--model is required")
         self.device = resolve_device(config.device)
-        self.adapter = _adapter_base(config.model)
-        self.tokenizer = _load(AutoTokenizer, _tokenizer_source(config.model, self.adapter))
+        self.dtype = resolve_dtype(config.dtype, self.device)
+        self.bits = config.load_in_bits
+        if self.bits and not self.device.startswith("cuda"):
+            raise UsageError(f"--load-in-{self.bits}bit needs a CUDA GPU (bitsandbytes); the device is {self.device}")
+        self.model_name = config.model
+        self.adapter = adapter_base(config.model)  # the adapter's base model, or None
+        self.base_name = self.adapter or config.model  # what the weights in memory were loaded from
+        self._load_tokenizer(tokenizer_source(config.model, self.adapter))
+        self.model = self._load_model(config.model)
+        self._adapters = 1  # adapter names loaded so far (each swap gets a new one)
+
+    def _load_tokenizer(self, source: str) -> None:
+        self.tokenizer_name = source
+        self.tokenizer = _load(AutoTokenizer, source)
         self.tokenizer.padding_side = "left"  # decoder-only models continue the right edge
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = self._load_model(config.model).to(self.device).eval()
 
     def _load_model(self, model: str) -> Any:
-        dtype = torch.float32
-        if self.device.startswith("cuda"):
-            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        if self.adapter is None:
-            return _load(AutoModelForCausalLM, model, dtype=dtype)
+        kwargs: dict[str, Any] = {"dtype": self.dtype}
+        if self.bits:
+            # A quantized model cannot be moved with .to(): it is placed while it loads.
+            kwargs.update(quantization_config=_bnb_config(self.bits, self.dtype), device_map={"": self.device})
+        base = _load(AutoModelForCausalLM, self.base_name, **kwargs)
+        if not self.bits:
+            base = base.to(self.device)
+        if self.adapter is not None:
+            from peft import PeftModel
+
+            base = PeftModel.from_pretrained(base, model, adapter_name="adapter0")
+        return base.eval()
+
+    def switch(self, model: str) -> bool:
+        """Swap in `model` if it is an adapter of the base in memory (peft load_adapter/set_adapter)."""
+        base = adapter_base(model)
+        if base is None or not same_path(base, self.base_name):
+            return False
         from peft import PeftModel
 
-        base = _load(AutoModelForCausalLM, self.adapter, dtype=dtype)
-        return PeftModel.from_pretrained(base, model)
+        name = f"adapter{self._adapters}"
+        self._adapters += 1
+        if isinstance(self.model, PeftModel):
+            old = self.model.active_adapter
+            self.model.load_adapter(model, adapter_name=name)
+            self.model.set_adapter(name)
+            self.model.delete_adapter(old)  # one adapter in memory at a time
+        else:  # the base itself was evaluated before its adapters
+            self.model = PeftModel.from_pretrained(self.model, model, adapter_name=name)
+        self.model.eval()
+        self.model_name, self.adapter = model, base
+        source = tokenizer_source(model, base)
+        if source != self.tokenizer_name:
+            self._load_tokenizer(source)
+        return True
+
+    def close(self) -> None:
+        """Free the model's memory (a series loads the next checkpoint after this)."""
+        del self.model
+        gc.collect()
+        if self.device.startswith("cuda"):
+            torch.cuda.empty_cache()
 
     @property
     def has_chat_template(self) -> bool:
@@ -53,13 +99,15 @@ class HFBackend:
         info = {
             "backend": "hf",
             "device": self.device,
-            "dtype": str(self.model.dtype).removeprefix("torch."),
+            "dtype": str(self.dtype).removeprefix("torch."),
             "torch": torch.__version__,
             "transformers": transformers.__version__,
             "chat_template_sha256": _sha256(getattr(self.tokenizer, "chat_template", None) or ""),
         }
         if self.adapter is not None:
-            info.update(base_model=self.adapter, peft=version("peft"))
+            info.update(base_model=self.adapter, adapter=self.model_name, peft=version("peft"))
+        if self.bits:
+            info.update(quantization=f"bitsandbytes-{self.bits}bit", bitsandbytes=version("bitsandbytes"))
         return info
 
     def generate(
@@ -92,10 +140,7 @@ class HFBackend:
         return grouped
 
     def _render(self, prompt: str, chat: bool) -> str:
-        if not chat:
-            return prompt
-        messages = [{"role": "user", "content": prompt}]
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return chat_text(self.tokenizer, prompt) if chat else prompt
 
     def _generate_kwargs(self, sampling: Sampling, stop: Sequence[str]) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
@@ -135,31 +180,31 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def _adapter_base(model: str) -> str | None:
-    """The base model of a PEFT adapter folder, or None for a full checkpoint."""
-    path = Path(model).expanduser()
-    if not path.exists():
-        if path.is_absolute() or model.startswith((".", "~")) or model.count("/") > 1:
-            raise UsageError(f"checkpoint not found: {model}")
-        return None  # a hub id such as "bigcode/santacoder"
-    adapter_config = path / "adapter_config.json"
-    if not adapter_config.exists():
-        if path.is_dir() and not (path / "config.json").exists():
-            raise UsageError(
-                f"{model} is neither a checkpoint (no config.json) nor an adapter (no adapter_config.json)"
-            )
-        return None
-    base = json.loads(adapter_config.read_text()).get("base_model_name_or_path")
-    if not base:
-        raise UsageError(f"{adapter_config} names no base_model_name_or_path")
-    return base
+DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
 
-def _tokenizer_source(model: str, base: str | None) -> str:
-    """An adapter folder may carry its own tokenizer (fine-tunes often save one); else the base's."""
-    if base is not None and not (Path(model) / "tokenizer_config.json").exists():
-        return base
-    return model
+def resolve_dtype(dtype: str | None, device: str) -> torch.dtype:
+    """--dtype, or by default: bfloat16 (else float16) on CUDA, float32 on a CPU."""
+    if dtype not in (None, "auto"):
+        return DTYPES[dtype]  # the config has checked the name
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def _bnb_config(bits: int, dtype: torch.dtype) -> Any:
+    """bitsandbytes quantization of the base (NF4 with double quantization, as QLoRA trains)."""
+    from importlib.util import find_spec
+
+    if find_spec("bitsandbytes") is None:
+        raise UsageError(f"--load-in-{bits}bit needs bitsandbytes: pip install 'code-harness[quant]'")
+    from transformers import BitsAndBytesConfig
+
+    if bits == 8:
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype
+    )
 
 
 def _load(cls: Any, source: str, **kwargs: Any) -> Any:

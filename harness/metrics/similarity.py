@@ -94,7 +94,9 @@ class Scorer:
         new = list(dict.fromkeys(pair for pair in pairs if pair not in self._known))
         chunks = [new[i : i + CHUNK] for i in range(0, len(new), CHUNK)]
         if chunks:
-            for pair, stats in zip(new, (s for chunk in self._pool_started(len(chunks)).map(_chunk_stats, chunks) for s in chunk)):
+            for pair, stats in zip(
+                new, (s for chunk in self._pool_started(len(chunks)).map(_chunk_stats, chunks) for s in chunk)
+            ):
                 self._known[pair] = stats
         return [self._known[pair] for pair in pairs]
 

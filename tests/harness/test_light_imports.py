@@ -1,4 +1,4 @@
-"""`harness evaluate` and `harness tasks` start fast: no torch, transformers or datasets."""
+"""`harness evaluate` and `harness tasks` start fast: no torch, transformers, datasets or ray."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 
 from tests.helpers import write_jsonl
 
-HEAVY = ("torch", "transformers", "datasets", "peft", "numpy")
+HEAVY = ("torch", "transformers", "datasets", "peft", "numpy", "ray")
 
 
 def test_evaluate_imports_no_heavy_package(tmp_path):
