@@ -119,15 +119,16 @@ def _sentence_bleu(
     task: Task, by_id: dict[str, Problem], rows: list[dict[str, Any]], scorer: similarity.Scorer
 ) -> list[float | None]:
     """Sentence BLEU of each row against its problem's reference (None: no reference, or the
-    task is not scored by BLEU). The scorer keeps the statistics for metrics.json."""
+    task is not scored by BLEU). The scorer starts on the corpus statistics meanwhile."""
     if "bleu" not in task.metrics:
         return [None] * len(rows)
     pairs = [task.similarity_pair(by_id[row["task_id"]], completion(row)) for row in rows]
     scored = [i for i, pair in enumerate(pairs) if pair is not None]
-    stats = scorer.sample_stats([pairs[i][0] for i in scored], [pairs[i][1] for i in scored])
+    predictions, references = [pairs[i][0] for i in scored], [pairs[i][1] for i in scored]
+    scorer.prefetch(predictions, references)
     out: list[float | None] = [None] * len(rows)
-    for i, sample in zip(scored, stats):
-        out[i] = round(sample.sentence_bleu, 4)
+    for i, value in zip(scored, similarity.sentence_bleu(predictions, references)):
+        out[i] = round(value, 4)
     return out
 
 

@@ -21,7 +21,8 @@ LCS length (bit-parallel instead of a Python table) are written here.
 Determinism: codebleu's data-flow extraction iterates over sets of strings, so its score depends on
 Python's per-process hash seed. The workers run with PYTHONHASHSEED=0, which makes the scores
 reproducible; the library called directly under the same seed gives the same values. The
-libraries are imported in the workers only, so `harness evaluate` itself stays light.
+libraries are imported in the workers only, except sacrebleu for the sentence BLEU of each
+results row (sentence_bleu()), which a run needs before the workers have finished.
 """
 
 from __future__ import annotations
@@ -57,7 +58,6 @@ class SampleStats:
     """What one (prediction, reference) pair adds to each corpus score."""
 
     bleu: tuple[int, ...]  # sacrebleu's segment statistics: sys_len, ref_len, correct[4], total[4]
-    sentence_bleu: float
     ngram: tuple[float, ...]  # codebleu n-gram match: numerators[4], denominators[4], hyp_len, ref_len
     weighted: tuple[float, ...]  # the same for the keyword-weighted n-gram match
     syntax: tuple[int, int]  # matched reference subtrees, reference subtrees
@@ -75,6 +75,7 @@ class Scorer:
         self._pool: Any = None
         self._size = 0  # processes in the pool: no more than its largest job so far can use
         self._known: dict[tuple[str, str], SampleStats] = {}
+        self._pending: list[tuple[list[tuple[str, str]], Any]] = []  # (pairs, their AsyncResult)
 
     def __enter__(self) -> Scorer:
         return self
@@ -83,22 +84,29 @@ class Scorer:
         self.close()
 
     def close(self) -> None:
+        self._pending.clear()
         if self._pool is not None:
             self._pool.terminate()
             self._pool.join()
             self._pool = None
 
-    def sample_stats(self, predictions: Sequence[str], references: Sequence[str]) -> list[SampleStats]:
-        """Per-sample statistics of every (prediction, reference) pair, in order."""
-        pairs = list(zip(predictions, references, strict=True))
-        new = list(dict.fromkeys(pair for pair in pairs if pair not in self._known))
+    def prefetch(self, predictions: Sequence[str], references: Sequence[str]) -> None:
+        """Start computing these pairs' statistics in the background (a run executes meanwhile);
+        sample_stats() collects them."""
+        queued = {pair for pairs, _ in self._pending for pair in pairs}
+        new = list(dict.fromkeys(p for p in zip(predictions, references, strict=True) if p not in self._known))
+        new = [pair for pair in new if pair not in queued]
         chunks = [new[i : i + CHUNK] for i in range(0, len(new), CHUNK)]
         if chunks:
-            for pair, stats in zip(
-                new, (s for chunk in self._pool_started(len(chunks)).map(_chunk_stats, chunks) for s in chunk)
-            ):
-                self._known[pair] = stats
-        return [self._known[pair] for pair in pairs]
+            self._pending.append((new, self._pool_started(len(chunks)).map_async(_chunk_stats, chunks)))
+
+    def sample_stats(self, predictions: Sequence[str], references: Sequence[str]) -> list[SampleStats]:
+        """Per-sample statistics of every (prediction, reference) pair, in order."""
+        self.prefetch(predictions, references)
+        for pairs, result in self._pending:
+            self._known.update(zip(pairs, (stats for chunk in result.get() for stats in chunk)))
+        self._pending.clear()
+        return [self._known[pair] for pair in zip(predictions, references)]
 
     def corpus_scores(self, stats: Sequence[SampleStats]) -> dict[str, float]:
         """The metrics of METRICS over these samples; empty when there are none."""
@@ -117,6 +125,19 @@ class Scorer:
             with _environment(PYTHONHASHSEED=HASH_SEED):
                 self._pool = multiprocessing.get_context("spawn").Pool(wanted, initializer=_ignore_interrupts)
         return self._pool
+
+
+def sentence_bleu(predictions: Sequence[str], references: Sequence[str]) -> list[float]:
+    """sacrebleu.sentence_bleu(prediction, [reference]).score of each pair, in this process (quick,
+    and needed before the corpus statistics are: each results row carries its sample's value)."""
+    from sacrebleu.metrics import BLEU
+
+    bleu = BLEU(effective_order=True)  # what sacrebleu.sentence_bleu builds per call
+    scores: dict[tuple[str, str], float] = {}
+    for pair in zip(predictions, references, strict=True):
+        if pair not in scores:
+            scores[pair] = bleu.sentence_score(pair[0], [pair[1]]).score
+    return [scores[pair] for pair in zip(predictions, references)]
 
 
 def aggregate(stats: Sequence[SampleStats]) -> dict[str, float]:
@@ -176,7 +197,6 @@ def _chunk_stats(pairs: list[tuple[str, str]]) -> list[SampleStats]:
     from sacrebleu.metrics import BLEU
 
     segments = BLEU()._extract_corpus_statistics([p for p, _ in pairs], [[r for _, r in pairs]])
-    sentence = BLEU(effective_order=True)
     code = _CodeFeatures()
     rouge = _Rouge()
     out = []
@@ -184,7 +204,6 @@ def _chunk_stats(pairs: list[tuple[str, str]]) -> list[SampleStats]:
         out.append(
             SampleStats(
                 bleu=tuple(int(v) for v in segment),
-                sentence_bleu=sentence._compute_score_from_stats(segment).score,
                 **code.pair(prediction, reference),
                 rouge_l=rouge.fmeasure(prediction, reference),
                 exact=prediction.split() == reference.split(),
