@@ -26,6 +26,7 @@ from transformers import TrainerCallback
 import harness
 from finetune import data as training_data
 from finetune.config import SETTINGS, FinetuneConfig
+from harness.backends.hf import load_pretrained
 from harness.errors import UsageError
 
 LOG = "trainer_log.jsonl"
@@ -75,7 +76,7 @@ def load_tokenizer(config: FinetuneConfig) -> tuple[Any, bool]:
     """The base's tokenizer, and whether training uses its chat template (as `harness run` would)."""
     from transformers import AutoTokenizer
 
-    tokenizer = _load(AutoTokenizer, config.base)
+    tokenizer = load_pretrained(AutoTokenizer, config.base)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     has_template = bool(getattr(tokenizer, "chat_template", None))
@@ -105,7 +106,7 @@ def load_model(config: FinetuneConfig) -> Any:
             bnb_4bit_compute_dtype=half or torch.bfloat16,
         )
         kwargs["device_map"] = {"": torch.cuda.current_device()}
-    model = _load(AutoModelForCausalLM, config.base, **kwargs)
+    model = load_pretrained(AutoModelForCausalLM, config.base, **kwargs)
     if config.load_in_4bit:
         from peft import prepare_model_for_kbit_training
 
@@ -307,7 +308,7 @@ def merge(config: FinetuneConfig, adapter: Path, tokenizer: Any) -> Path:
     from transformers import AutoModelForCausalLM
 
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.precision, torch.float32)
-    base = _load(AutoModelForCausalLM, config.base, dtype=dtype)
+    base = load_pretrained(AutoModelForCausalLM, config.base, dtype=dtype)
     merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
     target = Path(config.out) / "merged"
     merged.save_pretrained(target)
@@ -367,14 +368,6 @@ def _loss_line(out: Path, losses: dict, report: dict) -> str:
         f"final adapter: {out / 'final'}  (loss on {probe} training examples: "
         f"{losses['probe_before']:.4f} before, {losses['probe_after']:.4f} after)"
     )
-
-
-def _load(cls: Any, source: str, **kwargs: Any) -> Any:
-    try:
-        return cls.from_pretrained(source, **kwargs)
-    except (OSError, ValueError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UsageError(f"cannot load {source!r}: {first_line}") from None
 
 
 def _write_json(path: Path, record: dict) -> None:

@@ -42,7 +42,7 @@ class HFBackend:
 
     def _load_tokenizer(self, source: str) -> None:
         self.tokenizer_name = source
-        self.tokenizer = _load(AutoTokenizer, source)
+        self.tokenizer = load_pretrained(AutoTokenizer, source)
         self.tokenizer.padding_side = "left"  # decoder-only models continue the right edge
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -52,7 +52,7 @@ class HFBackend:
         if self.bits:
             # A quantized model cannot be moved with .to(): it is placed while it loads.
             kwargs.update(quantization_config=_bnb_config(self.bits, self.dtype), device_map={"": self.device})
-        base = _load(AutoModelForCausalLM, self.base_name, **kwargs)
+        base = load_pretrained(AutoModelForCausalLM, self.base_name, **kwargs)
         if not self.bits:
             base = base.to(self.device)
         if self.adapter is not None:
@@ -207,7 +207,8 @@ def _bnb_config(bits: int, dtype: torch.dtype) -> Any:
     )
 
 
-def _load(cls: Any, source: str, **kwargs: Any) -> Any:
+def load_pretrained(cls: Any, source: str, **kwargs: Any) -> Any:
+    """cls.from_pretrained(source, ...), where a missing or unreadable checkpoint is bad input (exit 2)."""
     try:
         return cls.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as exc:
