@@ -93,7 +93,14 @@ def test_a_program_that_kills_its_actors_is_a_sandbox_error_and_the_rest_is_judg
     assert statuses.pop(5) == "sandbox_error"
     number = {p: p if p < 5 else p - 1 for p in range(41) if p != 5}  # program p asserts number[p] % 7 != 3
     expected = {p: "failed" if n % 7 == 3 else "passed" for p, n in number.items()}
-    assert statuses == expected
+    # A program that shared the poisoned program's last shard, or whose verdict was in flight when
+    # the actor died, can be given up with it (sandbox_error: retried by a re-run); every other
+    # program gets its own verdict, and no verdict is wrong.
+    given_up = [p for p, status in statuses.items() if status == "sandbox_error"]
+    assert len(given_up) <= 2 and all(abs(p - 5) <= 2 for p in given_up), given_up
+    assert {p: s for p, s in statuses.items() if p not in given_up} == {
+        p: s for p, s in expected.items() if p not in given_up
+    }
     stats = part["stats"]
     assert stats["actors_lost"] == 3  # MAX_ATTEMPTS deaths, then the program is given up
     # Backpressure: a bounded number of shards in flight (dead actors' shards count until they fail).
