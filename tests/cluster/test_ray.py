@@ -102,7 +102,9 @@ def test_a_program_that_kills_its_actors_is_a_sandbox_error_and_the_rest_is_judg
         p: s for p, s in expected.items() if p not in given_up
     }
     stats = part["stats"]
-    assert stats["actors_lost"] == 3  # MAX_ATTEMPTS deaths, then the program is given up
+    # At least MAX_ATTEMPTS deaths (3), then the program is given up; a death blamed on a neighbour's
+    # shard (its verdict was in flight) does not count against the poisoned one, so a few more.
+    assert 3 <= stats["actors_lost"] <= 10, stats
     # Backpressure: a bounded number of shards in flight (dead actors' shards count until they fail).
     assert stats["peak_in_flight"] <= IN_FLIGHT_PER_ACTOR * (part["nodes"] + stats["actors_lost"])
     assert stats["shards"] > stats["peak_in_flight"]
