@@ -103,20 +103,25 @@ class Scorer:
     def sample_stats(self, predictions: Sequence[str], references: Sequence[str]) -> list[SampleStats]:
         """Per-sample statistics of every (prediction, reference) pair, in order."""
         self.prefetch(predictions, references)
-        for pairs, result in self._pending:
-            self._known.update(zip(pairs, (stats for chunk in result.get() for stats in chunk)))
-        self._pending.clear()
+        self._collect()
         return [self._known[pair] for pair in zip(predictions, references)]
 
     def corpus_scores(self, stats: Sequence[SampleStats]) -> dict[str, float]:
         """The metrics of METRICS over these samples; empty when there are none."""
         return self._pool_started().apply(aggregate, (list(stats),)) if stats else {}
 
+    def _collect(self) -> None:
+        """Wait for the prefetched statistics and keep them."""
+        for pairs, result in self._pending:
+            self._known.update(zip(pairs, (stats for chunk in result.get() for stats in chunk)))
+        self._pending.clear()
+
     def _pool_started(self, jobs: int = 1) -> Any:
         """The pool, with a process for each of `jobs` concurrent jobs (up to `processes`): a
         process costs half a second of start-up, which a small run would feel."""
         wanted = min(self.processes, jobs)
         if self._pool is not None and self._size < wanted:
+            self._collect()  # what the smaller pool is computing would be lost with it
             self.close()
         if self._pool is None:
             self._size = wanted

@@ -131,6 +131,16 @@ def test_known_pairs_are_not_scored_twice(scorer):
     assert all(a is b for a, b in zip(first, again))
 
 
+def test_prefetched_pairs_survive_the_pool_growing(monkeypatch):
+    # One pair prefetched starts one process; three chunks later need a second one: the pool is
+    # replaced, and what the first was computing must still be there (a resumed run scores this way).
+    monkeypatch.setattr(similarity, "CHUNK", 1)
+    with similarity.Scorer(2) as scorer:
+        scorer.prefetch(PREDICTIONS[:1], REFERENCES[:1])
+        stats = scorer.sample_stats(PREDICTIONS[:3], REFERENCES[:3])
+    assert len(stats) == 3 and stats[0].exact
+
+
 def test_no_samples_no_scores(scorer):
     assert scorer.corpus_scores([]) == {}
 
