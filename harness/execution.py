@@ -37,12 +37,13 @@ def execute(
     todo = [row for row in rundir.read_rows(SAMPLES) if (row["task_id"], row["completion_id"]) not in done]
     if not todo:
         return
-    bleu = _sentence_bleu(task, by_id, todo, scorer)
     executing = [i for i, row in enumerate(todo) if task.executes(by_id[row["task_id"]])]
     failing: dict[str, dict[str, str]] = {}
     with ExitStack() as stack:
-        if executing:
+        if executing:  # first: the sandbox's workers start while the BLEU scores are computed
             sandbox = stack.enter_context(new_sandbox(config))
+        bleu = _sentence_bleu(task, by_id, todo, scorer)
+        if executing:
             calibrated = calibrated_limits(rundir)
             if task.check_references:
                 calibrated = calibrate(task, [p for p in problems if task.executes(p)], rundir, sandbox)

@@ -189,20 +189,13 @@ class DockerSandbox(ForkServerPool):
         self._instance = secrets.token_hex(6)
         self._lock = threading.Lock()
         self._clients: dict[str, subprocess.Popen[bytes]] = {}  # container name -> its `docker run` client
-        self._prestarted: dict[int, subprocess.Popen[bytes]] = {}
         self._shut = False
         try:
             reap_stale_containers()
         except EngineError as exc:
             raise UsageError(f"docker sandbox: cannot list containers ({exc})") from None
         _open.add(self)
-        # All containers start now and at once (a start is mostly waiting on the engine); the pool
-        # takes them as it needs its servers, and a server it restarts gets a fresh container.
-        try:
-            self._prestarted = {worker: self._launch(worker) for worker in range(self.workers)}
-        except BaseException:
-            self.close()
-            raise
+        self.start()  # every container at once: a start is mostly waiting on the engine
 
     def close(self) -> None:
         """Stop the fork servers, then make sure that none of this sandbox's containers is left."""
@@ -255,13 +248,7 @@ class DockerSandbox(ForkServerPool):
         return [*command, self.image, *SERVER]
 
     def _start_server(self, worker: int) -> subprocess.Popen[bytes]:
-        """The pool's start_server: worker `worker`'s container, whose client's stdin/stdout are the fork server's."""
-        with self._lock:
-            client = self._prestarted.pop(worker, None)
-        return client if client is not None else self._launch(worker)
-
-    def _launch(self, worker: int) -> subprocess.Popen[bytes]:
-        """Start a container for worker `worker`."""
+        """The pool's start_server: a container for `worker`, whose client's stdin/stdout are the fork server's."""
         with self._lock:
             if self._shut:
                 raise OSError("the docker sandbox is closed")
@@ -312,7 +299,6 @@ class DockerSandbox(ForkServerPool):
         with self._lock:
             clients = list(self._clients.values())
             self._clients.clear()
-            self._prestarted.clear()
         for client in clients:
             try:
                 if client.stdin is not None:
@@ -325,7 +311,9 @@ class DockerSandbox(ForkServerPool):
                 client.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 pass
-        self._kill_containers()
+        # A client of `docker run --rm` that exits cleanly has seen its container removed.
+        if any(client.returncode != 0 for client in clients):
+            self._kill_containers()
         for client in clients:
             if client.poll() is None:
                 client.kill()

@@ -64,6 +64,7 @@ to a second uid as on the host, which closes that.
 
 from __future__ import annotations
 
+import _thread
 import errno
 import fcntl
 import hashlib
@@ -76,6 +77,7 @@ import signal
 import stat
 import sys
 import time
+from typing import Any, NamedTuple
 
 PROTECTIONS = tuple(
     "pid_namespace net_namespace mount_namespace ipc_namespace uts_namespace readonly_root private_tmpfs "
@@ -317,6 +319,10 @@ class RunCgroup:
         for directory in sorted(set(self.dirs.values())):
             os.makedirs(directory, exist_ok=True)
             _write(os.path.join(directory, "cgroup.procs"), os.getpid())
+        self.oom_fd = -1  # read after every execution: kept open (os.pread, one system call)
+        if "memory" in self.dirs:
+            name = "memory.events" if v2 else "memory.oom_control"
+            self.oom_fd = os.open(os.path.join(self.dirs["memory"], name), os.O_RDONLY | os.O_CLOEXEC)
         try:
             _write("/proc/self/oom_score_adj", -1000)
         except OSError:
@@ -346,11 +352,10 @@ class RunCgroup:
             self.limits["memory"] = memory
 
     def oom_kills(self) -> int:
-        if "memory" not in self.dirs:
+        if self.oom_fd < 0:
             return 0
-        name = "memory.events" if self.v2 else "memory.oom_control"
         try:
-            for line in _read(os.path.join(self.dirs["memory"], name)).splitlines():
+            for line in os.pread(self.oom_fd, 4096, 0).decode().splitlines():
                 key, _, value = line.partition(" ")
                 if key == "oom_kill":
                     return int(value)
@@ -364,6 +369,9 @@ class RunCgroup:
 
     def leave(self) -> None:
         """Move the zygote back to the launcher's cgroup (so that the folders can be removed)."""
+        if self.oom_fd >= 0:
+            os.close(self.oom_fd)
+            self.oom_fd = -1
         for directory in sorted(set(self.dirs.values())):
             try:
                 _write(os.path.join(os.path.dirname(os.path.dirname(directory)), "cgroup.procs"), os.getpid())
@@ -766,6 +774,8 @@ class Zygote:
             config["hook"] = _audit_hook(config["scratch_root"])
         self.kill_all = config["kill_all"]
         self.urandom = os.open("/dev/urandom", os.O_RDONLY | os.O_CLOEXEC)
+        self.devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        self.prepared: dict[tuple, Prepared] = {}  # by limits: a run has a few distinct ones
         self.buffer = b""
         self.eof = False
         self.runs = 0
@@ -780,6 +790,10 @@ class Zygote:
             signal.signal(getattr(signal, name), signal.SIG_DFL)  # as PID 1: dropped from inside
         os.environ.clear()
         _preimport()
+        # The same for every child, so set here once.
+        sys.argv[:] = [""]
+        sys.pycache_prefix = "/nonexistent"  # imports compile from source: marshal is refused
+        os.umask(0o077)
         _send({"ready": True, "protections": self.protections})
         try:
             while True:
@@ -853,10 +867,11 @@ class Zygote:
             key_r, key_w = os.pipe2(os.O_CLOEXEC)
             opened += [key_r, key_w]
             key = bytearray(32)  # filled in place: no copy of it is left in freed memory
+            prepared = self._prepare(limits)
             start = time.monotonic()
             pid = os.fork()
             if pid == 0:  # the child: never returns
-                _child(source, limits, scratch, record_w, key_r, self.config)
+                _child(source, scratch, record_w, key_r, prepared)
             for fd in (record_w, key_r):
                 opened.remove(fd)
                 os.close(fd)
@@ -889,6 +904,16 @@ class Zygote:
         if ended == "interrupted":
             return SANDBOX_ERROR, "interrupted: the server's input ended", duration
         return (*_judge(records, ended == "timeout", returncode, cpu_s, oom, limits), duration)
+
+    def _prepare(self, limits: dict) -> Prepared:
+        key = tuple(sorted(limits.items()))
+        if key not in self.prepared:
+            config = self.config
+            nproc = "pids" not in config["cgroups"] and config.get("nproc", True)
+            rlimits, address_space = _rlimits(limits, nproc)
+            hook = config["hook"] if config["private_tmp"] else None
+            self.prepared[key] = Prepared(rlimits, address_space, self.devnull, config["drop_uid"], hook)
+        return self.prepared[key]
 
     def _wait(self, pid: int, record_r: int, records: _Records, deadline: float) -> str:
         """Wait for the child to exit, reading records: "exited", "timeout", or "interrupted" (EOF)."""
@@ -1182,30 +1207,32 @@ def _preimport() -> None:
 # --- the child: set up, then run the program ------------------------------------------------------
 
 
-def _child(source: str, limits: dict, scratch: str, record_w: int, key_r: int, config: dict):  # noqa: ANN202
+# Everything below runs once per execution in a fresh fork: each page it writes is a copy of a
+# zygote page, so what can be prepared once (rlimits, /dev/null, the audit hook) is prepared by the zygote.
+
+
+def _child(source: str, scratch: str, record_w: int, key_r: int, prepared: Prepared):  # noqa: ANN202
     """In the forked child: confine this process, then run the program. Never returns."""
     try:
         os.setsid()  # born in the zygote's cgroup: no need to join one
-        record_fd, key_fd = _arrange_descriptors(record_w, key_r)
+        record_fd, key_fd = _arrange_descriptors(record_w, key_r, prepared.devnull)
         os.chdir(scratch)
-        _set_rlimits(limits, nproc="pids" not in config["cgroups"] and config.get("nproc", True))
-        if config["drop_uid"]:
+        for which, soft, hard in prepared.rlimits:
+            resource.setrlimit(which, (soft, hard))
+        if prepared.drop_uid:
             os.setgroups([])
             os.setresgid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID)
             os.setresuid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID)
-        os.environ.clear()
-        os.umask(0o077)
-        _run(source, record_fd, key_fd, limits, config["hook"] if config["private_tmp"] else _audit_hook(scratch))
+        _run(source, record_fd, key_fd, prepared.address_space, prepared.hook or _audit_hook(scratch))
     except BaseException:  # noqa: BLE001 - a failed set-up is reported by the missing "S" line
         pass
     os._exit(71)
 
 
-def _arrange_descriptors(record_w: int, key_r: int) -> tuple[int, int]:
+def _arrange_descriptors(record_w: int, key_r: int, devnull: int) -> tuple[int, int]:
     """stdio to /dev/null, the two pipes on 3 and 4 (close-on-exec), nothing else open."""
     record_w = fcntl.fcntl(record_w, fcntl.F_DUPFD_CLOEXEC, 10)
     key_r = fcntl.fcntl(key_r, fcntl.F_DUPFD_CLOEXEC, 10)
-    devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
     os.dup2(record_w, 3, inheritable=False)
@@ -1214,27 +1241,36 @@ def _arrange_descriptors(record_w: int, key_r: int) -> tuple[int, int]:
     return 3, 4
 
 
-def _set_rlimits(limits: dict, nproc: bool) -> None:
-    """Per-process limits (never above what the zygote has). The address space comes later."""
-    cpu = _cpu_limit(limits)
+class Prepared(NamedTuple):
+    """What a child needs besides its program, made by the zygote."""
+
+    rlimits: tuple[tuple[int, int, int], ...]  # (resource, soft, hard), all but the address space
+    address_space: tuple[int, int]  # set last: the keeper thread's stack must fit first
+    devnull: int
+    drop_uid: bool
+    hook: Any  # the audit hook; None: made in the child for its own scratch folder
+
+
+def _rlimits(limits: dict, nproc: bool) -> tuple[tuple[tuple[int, int, int], ...], tuple[int, int]]:
+    """Per-process limits, never above what the zygote has: (the others, the address space)."""
+    cpu, file_size, memory = _cpu_limit(limits), limits["max_file_mb"] * MB, limits["memory_mb"] * MB
     wanted = [
         (resource.RLIMIT_CPU, cpu, cpu + 1),  # SIGXCPU first, SIGKILL a second later
-        (resource.RLIMIT_FSIZE, limits["max_file_mb"] * MB, limits["max_file_mb"] * MB),
+        (resource.RLIMIT_FSIZE, file_size, file_size),
         (resource.RLIMIT_NOFILE, OPEN_FILES, OPEN_FILES),
         (resource.RLIMIT_CORE, 0, 0),
     ]
     if nproc:
         wanted.append((resource.RLIMIT_NPROC, limits["max_processes"], limits["max_processes"]))
+    wanted.append((resource.RLIMIT_AS, memory, memory))
+    capped = []
     for which, soft, hard in wanted:
-        _set_rlimit(which, int(soft), int(hard))
-
-
-def _set_rlimit(which: int, soft: int, hard: int) -> None:
-    _, current = resource.getrlimit(which)
-    if current != resource.RLIM_INFINITY:
-        hard = min(hard, current)
-        soft = min(soft, hard)
-    resource.setrlimit(which, (soft, hard))
+        _, current = resource.getrlimit(which)
+        if current != resource.RLIM_INFINITY:
+            hard = min(hard, current)
+            soft = min(soft, hard)
+        capped.append((which, int(soft), int(hard)))
+    return tuple(capped[:-1]), capped[-1][1:]
 
 
 def _execute(code, namespace, handover, done, park):  # noqa: ANN001, ANN202 - the line numbers below matter
@@ -1273,15 +1309,10 @@ def _keeper(key_fd, record_fd, box, go, ready, done, exec_line, read, write, clo
         exit_(72)
 
 
-def _run(source: str, record_fd: int, key_fd: int, limits: dict, hook):  # noqa: ANN001, ANN202
-    """Run the program in this (main) thread, the keeper beside it; report; exit."""
-    import _thread
-
+def _run(source: str, record_fd: int, key_fd: int, address_space: tuple[int, int], hook):  # noqa: ANN001, ANN202
+    """Run the program in this (main) thread, the keeper beside it; report; exit. (random was
+    seeded afresh by its own fork hook.)"""
     write, exit_ = os.write, os._exit
-    sys.argv[:] = [""]
-    sys.pycache_prefix = "/nonexistent"  # imports compile from source: marshal is refused below
-    if "random" in sys.modules:
-        sys.modules["random"].seed()  # a fork shares its parent's random state
     module = type(sys)("__main__")  # a real __main__, so pickle and dataclasses find it
     module.__dict__["__builtins__"] = __builtins__
     sys.modules["__main__"] = module
@@ -1301,13 +1332,10 @@ def _run(source: str, record_fd: int, key_fd: int, limits: dict, hook):  # noqa:
         _keeper, (key_fd, record_fd, box, go, ready, done, EXEC_LINE, os.read, write, os.close, exit_)
     )
     _thread.stack_size(0)
-    memory = limits["memory_mb"] * MB
-    _set_rlimit(resource.RLIMIT_AS, memory, memory)
+    resource.setrlimit(resource.RLIMIT_AS, address_space)
     # What the failure records need, bound before the program can rebind builtins or json.
     quote, assertion_error, memory_error, base_exception = _QUOTE, AssertionError, MemoryError, BaseException
-    memory_record = _failure(MEMORY, "MemoryError", quote)
-    sys.settrace(None)
-    sys.setprofile(None)
+    memory_record = MEMORY_RECORD
     sys.addaudithook(hook)
     write(record_fd, b"S\n")
     try:
@@ -1329,6 +1357,9 @@ def _run(source: str, record_fd: int, key_fd: int, limits: dict, hook):  # noqa:
 
 def _failure(status: str, detail: str, quote) -> bytes:  # noqa: ANN001
     return ('F {"status": "%s", "detail": %s}\n' % (status, quote(detail))).encode()
+
+
+MEMORY_RECORD = _failure(MEMORY, "MemoryError", _QUOTE)  # ready-made: a MemoryError leaves no room to make it
 
 
 def _describe(exc: BaseException) -> str:

@@ -77,6 +77,18 @@ class ForkServerPool:
         assert self._protections is not None
         return dict(self._protections)
 
+    def start(self) -> None:
+        """Start every worker's server now, without waiting for it to be ready: the caller's own
+        preparation then hides the start-up (a container's most). A server that cannot start is
+        started again when its worker is first used, which reports why."""
+        for worker in range(self.workers):
+            with self._locks[worker]:
+                if self._servers[worker] is None and not self._closed:
+                    try:
+                        self._servers[worker] = _Server.launch(self._start_server, worker)
+                    except ServerFailure:
+                        pass
+
     def run_batch(self, programs: Sequence[Program]) -> Iterator[tuple[int, Verdict]]:
         """Yield (index, verdict) in completion order; timeouts are re-run once, alone, at the end."""
         if self._closed:
@@ -208,18 +220,27 @@ class ForkServerPool:
     # --- servers ----------------------------------------------------------------------------
 
     def _server(self, worker: int) -> _Server:
-        """`worker`'s server, started if need be. Call with self._locks[worker] held."""
+        """`worker`'s server, started if need be, once ready. Call with self._locks[worker] held."""
         server = self._servers[worker]
         if server is not None and server.usable():
+            if server.protections is None:
+                self._await_ready(worker, server)
             return server
         if server is not None:
             self._discard(worker)
         if self._closed:
             raise ServerFailure("the sandbox is closed")
-        server = _Server.start(self._start_server, worker, self._ready_timeout_s)
-        self._servers[worker] = server
-        self._note(server.protections)
+        server = self._servers[worker] = _Server.launch(self._start_server, worker)
+        self._await_ready(worker, server)
         return server
+
+    def _await_ready(self, worker: int, server: _Server) -> None:
+        try:
+            protections = server.await_ready(self._ready_timeout_s)
+        except BaseException:
+            self._discard(worker)
+            raise
+        self._note(protections)
 
     def _discard(self, worker: int) -> None:
         server, self._servers[worker] = self._servers[worker], None
@@ -249,26 +270,23 @@ class _Server:
         self.proc = proc
         self.buffer = b""
         self.next_id = 0
-        self.protections: dict[str, bool | str] = {}
+        self.protections: dict[str, bool | str] | None = None  # None until the server says it is ready
         self.broken = False
 
     @classmethod
-    def start(cls, start_server: StartServer, worker: int, ready_timeout_s: float) -> _Server:
+    def launch(cls, start_server: StartServer, worker: int) -> _Server:
         try:
-            proc = start_server(worker)
+            return cls(start_server(worker))
         except (OSError, subprocess.SubprocessError) as exc:
             raise ServerFailure(f"cannot start a fork server: {type(exc).__name__}: {exc}") from None
-        server = cls(proc)
-        try:
-            ready = server._read_message(time.monotonic() + ready_timeout_s)
-            protections = ready.get("protections")
-            if ready.get("ready") is not True or not isinstance(protections, dict):
-                raise ServerFailure(f"the fork server did not say it was ready: {str(ready)[:200]}")
-        except BaseException:
-            server.kill()
-            raise
-        server.protections = {str(name): value if value is True else str(value) for name, value in protections.items()}
-        return server
+
+    def await_ready(self, timeout_s: float) -> dict[str, bool | str]:
+        ready = self._read_message(time.monotonic() + timeout_s)
+        protections = ready.get("protections")
+        if ready.get("ready") is not True or not isinstance(protections, dict):
+            raise ServerFailure(f"the fork server did not say it was ready: {str(ready)[:200]}")
+        self.protections = {str(name): value if value is True else str(value) for name, value in protections.items()}
+        return self.protections
 
     def usable(self) -> bool:
         return not self.broken and self.proc.poll() is None

@@ -25,6 +25,7 @@ class ProcessSandbox(ForkServerPool):
 
     def __init__(self, workers: int | None = None) -> None:
         super().__init__(max(1, workers or os.cpu_count() or 1), self._start_server)
+        self.start()  # the servers start while the caller prepares its programs
 
     @property
     def missing_protections(self) -> tuple[str, ...]:

@@ -121,7 +121,8 @@ def test_file_size_limit(sandbox):
 
 
 def test_infinite_loop_times_out(sandbox):
-    verdict = run(sandbox, "while True: pass", timeout_s=1)
+    # A CPU limit above the wall clock's: with both at 1 s, either could end the loop first.
+    verdict = run(sandbox, "while True: pass", timeout_s=1, cpu_time_s=5)
     assert verdict.status == "timeout" and verdict.detail == "wall clock limit of 1s"
     assert 1 <= verdict.duration_s < 3
 
@@ -275,6 +276,15 @@ def test_cgroups_are_removed():
     assert len((parent / "zygote" / "cgroup.procs").read_text().split()) == 1
     box.close()
     assert not parent.exists()
+
+
+def test_servers_start_with_the_sandbox_and_an_unused_one_closes_cleanly():
+    box = ProcessSandbox(workers=2)
+    servers = box.server_processes()  # started, not yet waited for: the caller prepares meanwhile
+    assert len(servers) == 2
+    box.close()
+    assert all(server.poll() is not None for server in servers)
+    assert box.server_processes() == []
 
 
 def test_stopping_a_batch_early_kills_what_runs(sandbox):
