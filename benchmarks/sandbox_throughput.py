@@ -9,7 +9,8 @@ Runs the same samples through each command, start-up included, as a user would t
   docker     harness evaluate --sandbox docker --workers W           (when an engine runs)
 on two sample sets: HumanEval's canonical solutions repeated, and a mixed set where a third
 of the samples are wrong (return None, raise, a syntax error). Prints executions per second
-(the median of --trials runs of each command, interleaved) and the ratio to the reference,
+(the median of --trials runs of each command, interleaved), the ratio to the reference, and the
+CPU seconds the machine spent during that run (a run that keeps every core busy is bound by it),
 beside the floors: each sample set's programs run in forks of a warm Python process with no
 protections at all (the most any sandbox could do), fork + _exit of a warm process, and
 fork + exec of a bare interpreter.
@@ -21,7 +22,6 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,13 +46,28 @@ def sample_sets(repeat: int) -> dict[str, list[dict]]:
     return {"canonical": canonical, "mixed": mixed}
 
 
-def timed(command: list[str]) -> float:
-    start = time.perf_counter()
+def busy_seconds() -> float:
+    """CPU seconds this machine has spent busy since boot, every core and process (containers included)."""
+    with open("/proc/stat") as stat:
+        fields = [int(v) for v in stat.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def timed(command: list[str]) -> tuple[float, float]:
+    """(wall seconds, machine CPU seconds) of one command."""
+    busy, start = busy_seconds(), time.perf_counter()
     proc = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, busy_seconds() - busy
     if proc.returncode != 0:
         raise SystemExit(f"{command[0]} failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
-    return elapsed
+    return elapsed, cpu
+
+
+def floor_timed(samples: list[dict], workers: int) -> tuple[float, float]:
+    busy = busy_seconds()
+    elapsed = len(samples) / unprotected_floor(samples, workers)
+    return elapsed, busy_seconds() - busy
 
 
 def commands(backend: str, samples: Path, workers: int, scratch: Path) -> list[str]:
@@ -138,18 +153,21 @@ def main() -> None:
         for name, samples in sample_sets(args.repeat).items():
             path = scratch / f"{name}.jsonl"
             path.write_text("".join(json.dumps(row) + "\n" for row in samples))
-            seconds: dict[str, list[float]] = {b: [] for b in [*backends, "floor"]}
+            runs: dict[str, list[tuple[float, float]]] = {b: [] for b in [*backends, "floor"]}
             for _ in range(args.trials):  # interleaved, so that a busy spell hits every command alike
                 for backend in backends:
-                    seconds[backend].append(timed(commands(backend, path, args.workers, scratch)))
-                seconds["floor"].append(len(samples) / unprotected_floor(samples, args.workers))
-            rates = {b: len(samples) / statistics.median(times) for b, times in seconds.items()}
+                    runs[backend].append(timed(commands(backend, path, args.workers, scratch)))
+                runs["floor"].append(floor_timed(samples, args.workers))
+            median = {b: sorted(trials)[len(trials) // 2] for b, trials in runs.items()}  # by wall time
+            rates = {b: len(samples) / wall for b, (wall, _) in median.items()}
             for backend in [*backends, "floor"]:
-                rows.append((name, len(samples), backend, rates[backend], rates[backend] / rates["reference"]))
-    print(f"{'samples':<10} {'programs':>8} {'command':<10} {'exec/s':>8} {'vs reference':>12}")
-    for name, count, backend, rate, ratio in rows:
-        print(f"{name:<10} {count:>8} {backend:<10} {rate:>8.1f} {ratio:>11.2f}x")
+                ratio, cpu = rates[backend] / rates["reference"], median[backend][1]
+                rows.append((name, len(samples), backend, rates[backend], ratio, cpu))
+    print(f"{'samples':<10} {'programs':>8} {'command':<10} {'exec/s':>8} {'vs reference':>12} {'CPU s':>7}")
+    for name, count, backend, rate, ratio, cpu in rows:
+        print(f"{name:<10} {count:>8} {backend:<10} {rate:>8.1f} {ratio:>11.2f}x {cpu:>7.1f}")
     print("floor: the same programs in forks of a warm process, no protections, no start-up")
+    print(f"CPU s: what the whole machine spent busy during the run ({os.cpu_count()} cores), containers included")
     print(f"floor: fork + _exit {fork_floor(2000, args.workers):.0f}/s, "
           f"fork + exec python {exec_floor(200, args.workers):.0f}/s (workers={args.workers})")  # fmt: skip
 
