@@ -13,7 +13,8 @@ of the samples are wrong (return None, raise, a syntax error). Prints executions
 CPU seconds the machine spent during that run (a run that keeps every core busy is bound by it),
 beside the floors: each sample set's programs run in forks of a warm Python process with no
 protections at all (the most any sandbox could do), fork + _exit of a warm process, and
-fork + exec of a bare interpreter.
+fork + exec of a bare interpreter; and the CPU each program costs in sandboxes already started
+(no start-up, no scoring) beside that floor's.
 """
 
 from __future__ import annotations
@@ -96,14 +97,19 @@ def fork_floor(count: int, workers: int) -> float:
     return count / (time.perf_counter() - start)
 
 
-def unprotected_floor(samples: list[dict], workers: int) -> float:
-    """Executions per second of the samples' programs, each compiled and run in a fork of this
-    process with no isolation, `workers` at a time: the programs' own cost plus a fork."""
+def program_sources(samples: list[dict]) -> list[str]:
     problems = read_problems()
     sources = []
     for sample in samples:
         p = problems[sample["task_id"]]
         sources.append(p["prompt"] + sample["completion"] + "\n" + p["test"] + f"\ncheck({p['entry_point']})\n")
+    return sources
+
+
+def unprotected_floor(samples: list[dict], workers: int) -> float:
+    """Executions per second of the samples' programs, each compiled and run in a fork of this
+    process with no isolation, `workers` at a time: the programs' own cost plus a fork."""
+    sources = program_sources(samples)
     start = time.perf_counter()
     running = 0
     for source in sources:
@@ -120,6 +126,20 @@ def unprotected_floor(samples: list[dict], workers: int) -> float:
         os.wait()
         running -= 1
     return len(sources) / (time.perf_counter() - start)
+
+
+def warm_sandbox(sources: list[str], backend: str, workers: int) -> tuple[float, float]:
+    """(wall, machine CPU seconds) of these programs in a sandbox already started: no start-up, no scoring."""
+    from harness import registry
+    from sandbox.base import Program
+
+    programs = [Program(source) for source in sources]
+    with registry.sandboxes.get(backend)(workers=workers) as box:
+        list(box.run_batch(programs[: 2 * workers]))  # every server started and warm
+        busy, start = busy_seconds(), time.perf_counter()
+        for _ in box.run_batch(programs):
+            pass
+        return time.perf_counter() - start, busy_seconds() - busy
 
 
 def exec_floor(count: int, workers: int) -> float:
@@ -168,6 +188,14 @@ def main() -> None:
         print(f"{name:<10} {count:>8} {backend:<10} {rate:>8.1f} {ratio:>11.2f}x {cpu:>7.1f}")
     print("floor: the same programs in forks of a warm process, no protections, no start-up")
     print(f"CPU s: what the whole machine spent busy during the run ({os.cpu_count()} cores), containers included")
+    canonical = sample_sets(args.repeat)["canonical"]
+    sources = program_sources(canonical)
+    warm = {b: [warm_sandbox(sources, b, args.workers) for _ in range(args.trials)] for b in backends[1:]}
+    warm["floor"] = [floor_timed(canonical, args.workers) for _ in range(args.trials)]
+    print(f"canonical, sandboxes already started (no start-up, no scoring), CPU per program (median of {args.trials}):")
+    for backend, trials in warm.items():
+        wall, cpu = sorted(trials)[len(trials) // 2]
+        print(f"  {backend:<8} {1000 * cpu / len(canonical):5.2f} ms  ({len(canonical) / wall:.0f} exec/s)")
     print(f"floor: fork + _exit {fork_floor(2000, args.workers):.0f}/s, "
           f"fork + exec python {exec_floor(200, args.workers):.0f}/s (workers={args.workers})")  # fmt: skip
 
