@@ -27,10 +27,11 @@ its children are born in it. Per execution it forks a child which, before any pr
 starts a new session, sends stdio to /dev/null and closes every other descriptor, moves into a
 fresh 0700 scratch directory, sets rlimits (CPU, FSIZE, NOFILE, CORE, AS; NPROC where no pids
 cgroup or container caps processes), drops to uid/gid 65534 when root (which also makes it
-non-dumpable: its /proc/<pid>/mem is closed to it and to anything it starts), clears the
-environment, and installs the audit hook described below. The zygote enforces the wall clock,
-then SIGKILLs everything (as PID 1 of the namespace: kill(-1); otherwise cgroup, session and
-descendants), reaps, wipes the scratch, and answers. Output is never evidence.
+non-dumpable: its /proc/<pid>/mem is closed to it and to anything it starts), and installs
+the audit hook described below; the environment it inherits is empty (the zygote cleared it).
+The zygote enforces the wall clock, then SIGKILLs everything (as PID 1 of the namespace:
+kill(-1); otherwise cgroup, session and descendants), reaps, wipes the scratch, and answers.
+Output is never evidence.
 
 The verdict channel. The program (candidate code followed by the task's tests) runs in the
 child's main thread inside _execute(). A keeper thread, started first, reads a per-execution
